@@ -1,0 +1,218 @@
+"""Graph commands: ingest, stats, search, neighbors, path, cypher, export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from kgmm.cli.output import JsonOption, StoreOption, console, emit, open_existing_store, store_location
+
+
+def render_stats(result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Graph at {result['store']}", show_header=False)
+    for key in ("entities", "relations", "documents", "images", "mentions"):
+        table.add_row(key, f"{result[key]:,}")
+    for key, label in (("entities_by_type", "entities"), ("relations_by_type", "relations")):
+        for name, count in sorted(result[key].items(), key=lambda kv: -kv[1]):
+            table.add_row(f"  {label}: {name}", f"{count:,}")
+    console().print(table)
+
+
+def _source_label(evidence: dict) -> str:
+    source = evidence["source"]
+    title = source.get("title") or source.get("origin") or source.get("id")
+    kind = source.get("kind", "source")
+    sentence = evidence.get("sentence") or ""
+    if len(sentence) > 110:
+        sentence = sentence[:107] + "..."
+    return f"[{kind}: {title}] {sentence}"
+
+
+def render_facts(relations: list[dict]) -> None:
+    out = console()
+    for relation in relations:
+        out.print(
+            f"  [bold]{relation['head_name']}[/] -[cyan]{relation['type']}[/]-> [bold]{relation['tail_name']}[/]"
+            f"  (conf {relation['confidence']:.2f}, {relation['extractor']}, {relation['evidence_count']} source(s))",
+            highlight=False,
+        )
+        for evidence in relation["evidence"]:
+            out.print(f"      {_source_label(evidence)}", highlight=False, markup=False)
+
+
+def render_neighbourhood(result: dict) -> None:
+    entity = result["entity"]
+    out = console()
+    out.print(f"[bold]{entity['name']}[/] ({entity['type']}, {entity['id']}) — {len(result['entities']) - 1} neighbour(s) within {result['hops']} hop(s)", highlight=False)
+    if entity["aliases"]:
+        out.print(f"  aliases: {', '.join(entity['aliases'][:8])}", highlight=False, markup=False)
+    render_facts(result["relations"])
+
+
+def render_search(result: dict) -> None:
+    out = console()
+    if not result["results"]:
+        out.print(f"no entity matches {result['query']!r}", markup=False)
+    for match in result["results"]:
+        out.print(f"[bold]{match['name']}[/] ({match['type']}, {match['id']}) score {match['score']:.2f} via {match['matched']!r}", highlight=False)
+        for mention in match["mentions"]:
+            flag = " [negated]" if mention["negated"] else " [uncertain]" if mention["uncertain"] else ""
+            out.print(f"    {_source_label({'source': mention['source'], 'sentence': mention['sentence']})}{flag}", highlight=False, markup=False)
+
+
+def render_path(result: dict) -> None:
+    out = console()
+    if not result["found"]:
+        out.print(f"no path between {result['source']['name']} and {result['target']['name']}", markup=False)
+        return
+    out.print(f"path from {result['source']['name']} to {result['target']['name']} ({len(result['relations'])} step(s)):", markup=False)
+    render_facts(result["relations"])
+
+
+def render_rows(result: dict) -> None:
+    from rich.table import Table
+
+    rows = result["rows"]
+    if not rows:
+        console().print("(no rows)")
+        return
+    table = Table(*rows[0].keys())
+    for row in rows[:200]:
+        table.add_row(*(str(v) for v in row.values()))
+    console().print(table)
+    if len(rows) > 200:
+        console().print(f"... {len(rows) - 200} more rows (use --json for all)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def ingest(
+        paths: list[Path] = typer.Argument(..., help="Files or folders: text, JSONL, CSV, image manifests, known data sets."),
+        domain: str = typer.Option("general", "--domain", "-d", help="general, medical, retail, or a pack folder."),
+        store: str | None = StoreOption,
+        fmt: str = typer.Option("auto", "--format", "-f", help="Input format (auto-detected per path by default)."),
+        text_column: str | None = typer.Option(None, "--text-column", help="Text column of JSONL/CSV input."),
+        limit: int | None = typer.Option(None, "--limit", help="Read at most this many sources."),
+        batch_size: int = typer.Option(256, "--batch-size", help="Sources extracted and written together."),
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Extract entities and relations from PATHS and add them to the store."""
+        from kgmm.ingest import ingest as run_ingest
+        from kgmm.store import open_store
+
+        with open_store(store_location(store)) as graph_store:
+            report = run_ingest(
+                paths, graph_store, domain=domain, fmt=fmt, text_column=text_column, limit=limit,
+                batch_size=batch_size, progress=sys.stderr.isatty() or not as_json,
+                on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr),
+            )
+            result = {"store": graph_store.uri, "domain": domain, **report.to_dict()}
+        emit(result, as_json, _render_ingest)
+
+    @app.command()
+    def stats(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
+        """Count entities, relations, documents, images and mentions."""
+        from kgmm.explore import stats_dict
+
+        with open_existing_store(store) as graph_store:
+            emit(stats_dict(graph_store), as_json, render_stats)
+
+    @app.command()
+    def search(
+        name: str = typer.Argument(..., help="Entity name or alias (case and small typos tolerated)."),
+        store: str | None = StoreOption,
+        limit: int = typer.Option(10, "--limit", "-n"),
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Find entities by name and show where they are mentioned."""
+        from kgmm.explore import search as run_search
+
+        with open_existing_store(store) as graph_store:
+            emit(run_search(graph_store, name, limit=limit), as_json, render_search)
+
+    @app.command()
+    def neighbors(
+        name: str = typer.Argument(..., help="Entity name, alias or id."),
+        store: str | None = StoreOption,
+        hops: int = typer.Option(1, "--hops", "-k", help="Neighbourhood radius (1-4)."),
+        limit: int = typer.Option(50, "--limit", "-n", help="At most this many entities."),
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Show an entity's neighbourhood and the sources of each fact."""
+        from kgmm.explore import neighbourhood
+
+        with open_existing_store(store) as graph_store:
+            emit(neighbourhood(graph_store, name, hops=hops, limit=limit), as_json, render_neighbourhood)
+
+    @app.command()
+    def path(
+        source: str = typer.Argument(..., help="First entity."),
+        target: str = typer.Argument(..., help="Second entity."),
+        store: str | None = StoreOption,
+        max_hops: int = typer.Option(4, "--max-hops"),
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Show a shortest chain of facts between two entities."""
+        from kgmm.explore import path_between
+
+        with open_existing_store(store) as graph_store:
+            emit(path_between(graph_store, source, target, max_hops=max_hops), as_json, render_path)
+
+    @app.command()
+    def cypher(
+        query: str = typer.Argument(..., help="A Cypher query; pass values as $name with --param name=value."),
+        store: str | None = StoreOption,
+        param: list[str] = typer.Option([], "--param", "-p", help="Query parameter NAME=VALUE (repeatable)."),
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Run a raw Cypher query against the store."""
+        from kgmm.errors import ValidationError
+
+        parameters = {}
+        for item in param:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValidationError(f"--param expects NAME=VALUE, got {item!r}")
+            parameters[key] = _parse_value(value)
+        with open_existing_store(store) as graph_store:
+            rows = graph_store.cypher(query, parameters)
+        emit({"query": query, "rows": rows}, as_json, render_rows)
+
+    @app.command()
+    def export(
+        fmt: str = typer.Option("graphml", "--format", "-f", help="networkx (pickle), graphml or pyg."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output file."),
+        store: str | None = StoreOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Export the graph to a file for networkx, Gephi/yEd (GraphML) or PyTorch Geometric."""
+        from kgmm.export import export_graph
+
+        with open_existing_store(store) as graph_store:
+            result = export_graph(graph_store, fmt, out)
+        emit(result, as_json, lambda r: console().print(f"wrote {r['nodes']:,} nodes and {r['edges']:,} edges to {r['path']} ({r['format']})", markup=False))
+
+
+def _parse_value(value: str):
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _render_ingest(result: dict) -> None:
+    out = console()
+    out.print(
+        f"ingested {result['sources_new']:,} new source(s) ({result['sources_known']:,} already stored) into {result['store']}: "
+        f"+{result['entities_new']:,} entities, +{result['relations_new']:,} relations, +{result['mentions_new']:,} mentions "
+        f"in {result['seconds_total']:.1f}s",
+        markup=False,
+    )
+    if result["problems"]:
+        out.print(f"{len(result['problems'])} input problem(s) skipped (see warnings above)", markup=False)

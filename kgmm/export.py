@@ -1,0 +1,60 @@
+"""Writing a stored graph to files other tools read: networkx pickle, GraphML, PyG tensors."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from kgmm.errors import ValidationError
+from kgmm.store.base import GraphStore
+
+EXPORT_FORMATS = ("networkx", "graphml", "pyg")
+
+
+def export_graph(store: GraphStore, fmt: str, out: str | Path) -> dict:
+    """Write the whole graph of ``store`` to ``out`` in ``fmt``; return what was written.
+
+    ``pyg`` writes a dict of tensors and vocabularies with ``torch.save``, loadable with
+    ``torch.load(path, weights_only=True)``.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValidationError(f"no export format {fmt!r}; available: {', '.join(EXPORT_FORMATS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "pyg":
+        import torch
+
+        data = store.to_pyg()
+        payload = {
+            "edge_index": data.edge_index,
+            "edge_type": data.edge_type,
+            "node_type": data.node_type,
+            "entity_ids": list(data.entity_ids),
+            "entity_types": list(data.entity_types),
+            "relation_types": list(data.relation_types),
+        }
+        torch.save(payload, out)
+        return {"format": fmt, "path": str(out), "nodes": len(payload["entity_ids"]), "edges": int(data.edge_index.shape[1])}
+    graph = store.to_networkx()
+    if fmt == "networkx":
+        with out.open("wb") as handle:
+            pickle.dump(graph, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        import networkx as nx
+
+        nx.write_graphml(_graphml_safe(graph), out)
+    return {"format": fmt, "path": str(out), "nodes": graph.number_of_nodes(), "edges": graph.number_of_edges()}
+
+
+def _graphml_safe(graph):
+    """Return a copy whose list attributes are joined with ``|`` (GraphML holds scalars only)."""
+    safe = graph.copy()
+    for _, attrs in safe.nodes(data=True):
+        for key, value in list(attrs.items()):
+            if isinstance(value, (list, tuple)):
+                attrs[key] = "|".join(map(str, value))
+    for *_, attrs in safe.edges(keys=True, data=True):
+        for key, value in list(attrs.items()):
+            if isinstance(value, (list, tuple)):
+                attrs[key] = "|".join(map(str, value))
+    return safe

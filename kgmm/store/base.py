@@ -1,0 +1,195 @@
+"""The ``GraphStore`` contract every backend implements.
+
+Public methods validate and cast their arguments; the protected ``_method`` does the backend's work
+(the shape of ``torch_geometric.data.GraphStore``). Writes are idempotent: upserting what is already
+stored changes nothing, so an interrupted ingest can simply be run again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from kgmm.errors import ValidationError
+from kgmm.schema import (
+    Entity,
+    EntityMatch,
+    GraphStats,
+    Mention,
+    Relation,
+    Source,
+    Subgraph,
+    is_valid_label,
+)
+
+MAX_HOPS = 4
+
+
+def _check_label(kind: str, label: str) -> None:
+    if not is_valid_label(label):
+        raise ValidationError(
+            f"invalid {kind} {label!r}: use letters, digits and underscores, starting with a letter "
+            "(it must come from the domain pack's schema)"
+        )
+
+
+def _check_hops(hops: int) -> int:
+    hops = int(hops)
+    if not 1 <= hops <= MAX_HOPS:
+        raise ValidationError(f"expected hops between 1 and {MAX_HOPS}, got {hops}")
+    return hops
+
+
+class GraphStore(ABC):
+    """A knowledge graph of entities, typed relations and the sources that state them."""
+
+    uri: str
+
+    # ---- writes ---------------------------------------------------------------------------
+    def upsert_sources(self, sources: Sequence[Source]) -> int:
+        """Insert sources not yet stored; return how many were new."""
+        return self._upsert_sources(list(sources)) if sources else 0
+
+    def upsert_entities(self, entities: Sequence[Entity]) -> int:
+        """Insert new entities and merge aliases/ontology ids into existing ones; return how many were new."""
+        for entity in entities:
+            _check_label("entity type", entity.type)
+        return self._upsert_entities(list(entities)) if entities else 0
+
+    def upsert_relations(self, relations: Sequence[Relation]) -> int:
+        """Insert new (head, type, tail) edges and add sources to existing ones; return how many were new."""
+        for relation in relations:
+            _check_label("relation type", relation.type)
+            if not 0.0 <= relation.confidence <= 1.0:
+                raise ValidationError(f"relation confidence must be in [0, 1], got {relation.confidence}")
+        return self._upsert_relations(list(relations)) if relations else 0
+
+    def upsert_mentions(self, mentions: Sequence[Mention]) -> int:
+        """Insert mentions not yet stored (key: entity, source, start, end); return how many were new."""
+        return self._upsert_mentions(list(mentions)) if mentions else 0
+
+    def known_sources(self, source_ids: Iterable[str]) -> set[str]:
+        """Return the subset of ``source_ids`` already stored."""
+        ids = list(dict.fromkeys(source_ids))
+        return self._known_sources(ids) if ids else set()
+
+    # ---- reads ----------------------------------------------------------------------------
+    def get_entity(self, entity_id: str) -> Entity | None:
+        """Return the entity with this id, or None."""
+        return self._get_entity(str(entity_id))
+
+    def find_entities(self, name: str, *, limit: int = 5, fuzzy: bool = True) -> list[EntityMatch]:
+        """Look entities up by name, alias or id, tolerant of case and (with ``fuzzy``) small typos."""
+        name = str(name).strip()
+        if not name:
+            raise ValidationError("expected a non-empty entity name to look up")
+        return self._find_entities(name, max(1, int(limit)), fuzzy)
+
+    def neighbors(self, entity_id: str, *, hops: int = 1, limit: int = 200) -> Subgraph:
+        """Return the entities within ``hops`` of ``entity_id`` and the relations among them."""
+        return self.subgraph([entity_id], hops=hops, limit=limit)
+
+    def subgraph(self, entity_ids: Sequence[str], *, hops: int = 1, limit: int = 200) -> Subgraph:
+        """Return the ``hops``-neighbourhood of the seeds (at most ``limit`` entities, nearest first)."""
+        return self._subgraph(list(entity_ids), _check_hops(hops), max(1, int(limit)))
+
+    def shortest_path(self, source_id: str, target_id: str, *, max_hops: int = MAX_HOPS) -> Subgraph | None:
+        """Return one shortest path (either edge direction) between two entities, or None."""
+        return self._shortest_path(str(source_id), str(target_id), _check_hops(max_hops))
+
+    def mentions(self, entity_id: str, *, limit: int = 20) -> list[tuple[Mention, Source]]:
+        """Return where an entity is mentioned, with each source."""
+        return self._mentions(str(entity_id), max(1, int(limit)))
+
+    def get_sources(self, source_ids: Iterable[str]) -> dict[str, Source]:
+        """Return the stored sources with these ids."""
+        ids = list(dict.fromkeys(source_ids))
+        return self._get_sources(ids) if ids else {}
+
+    def stats(self) -> GraphStats:
+        """Return counts of entities, relations, sources and mentions."""
+        return self._stats()
+
+    def cypher(self, query: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a raw Cypher query (values as ``$parameters``) and return its rows as dicts."""
+        if not query or not query.strip():
+            raise ValidationError("expected a Cypher query, got an empty string")
+        return self._cypher(query, dict(parameters or {}))
+
+    def iter_entities(self) -> Iterator[Entity]:
+        """Yield every entity."""
+        return self._iter_entities()
+
+    def iter_relations(self) -> Iterator[Relation]:
+        """Yield every relation."""
+        return self._iter_relations()
+
+    # ---- export (backend independent) -----------------------------------------------------
+    def to_networkx(self):
+        """Return the graph as a ``networkx.MultiDiGraph`` (entities as nodes, relations as keyed edges)."""
+        from kgmm.store.export import to_networkx
+
+        return to_networkx(self)
+
+    def to_pyg(self, *, hetero: bool = False):
+        """Return the graph as a torch_geometric ``Data`` (or ``HeteroData``) with id vocabularies."""
+        from kgmm.store.export import to_pyg
+
+        return to_pyg(self, hetero=hetero)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027  (a backend without a handle has nothing to release)
+        """Release the database handle."""
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ---- backend work ---------------------------------------------------------------------
+    @abstractmethod
+    def _upsert_sources(self, sources: list[Source]) -> int: ...
+
+    @abstractmethod
+    def _upsert_entities(self, entities: list[Entity]) -> int: ...
+
+    @abstractmethod
+    def _upsert_relations(self, relations: list[Relation]) -> int: ...
+
+    @abstractmethod
+    def _upsert_mentions(self, mentions: list[Mention]) -> int: ...
+
+    @abstractmethod
+    def _known_sources(self, source_ids: list[str]) -> set[str]: ...
+
+    @abstractmethod
+    def _get_entity(self, entity_id: str) -> Entity | None: ...
+
+    @abstractmethod
+    def _find_entities(self, name: str, limit: int, fuzzy: bool) -> list[EntityMatch]: ...
+
+    @abstractmethod
+    def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph: ...
+
+    @abstractmethod
+    def _shortest_path(self, source_id: str, target_id: str, max_hops: int) -> Subgraph | None: ...
+
+    @abstractmethod
+    def _mentions(self, entity_id: str, limit: int) -> list[tuple[Mention, Source]]: ...
+
+    @abstractmethod
+    def _get_sources(self, source_ids: list[str]) -> dict[str, Source]: ...
+
+    @abstractmethod
+    def _stats(self) -> GraphStats: ...
+
+    @abstractmethod
+    def _cypher(self, query: str, parameters: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _iter_entities(self) -> Iterator[Entity]: ...
+
+    @abstractmethod
+    def _iter_relations(self) -> Iterator[Relation]: ...
