@@ -24,17 +24,20 @@ _NAME_TYPES = {"Brand", "Person", "Organization", "Location", "Gender", "Season"
 
 @dataclass(frozen=True)
 class LexiconIndex:
-    """The merged entries of a pack and the phrases (lower-cased) that map to each entry id."""
+    """The merged entries of a pack and the phrases that map to each entry id.
+
+    Phrases are lower-cased, except abbreviations, which keep their capitals and match only so.
+    """
 
     entries: dict[str, LexiconEntry]
     phrases: dict[str, str]
 
-    def patterns(self) -> list[dict]:
-        """Return EntityRuler phrase patterns ``{"label", "pattern", "id"}``."""
-        return [
-            {"label": self.entries[entry_id].type, "pattern": phrase, "id": entry_id}
+    def ruler_phrases(self) -> dict[str, tuple[str, str, bool]]:
+        """Return ``phrase -> (entry id, entry type, case-sensitive)`` for the lexicon ruler."""
+        return {
+            phrase: (entry_id, self.entries[entry_id].type, phrase != phrase.lower())
             for phrase, entry_id in self.phrases.items()
-        ]
+        }
 
 
 def cache_dir() -> Path:
@@ -103,8 +106,17 @@ def merge_lexicons(lexicons: list[list[LexiconEntry]], type_order: tuple[str, ..
     return LexiconIndex(entries=merged, phrases=phrases)
 
 
+def is_abbreviation(term: str) -> bool:
+    """Return whether ``term`` is an all-caps abbreviation ("COPD", "HbA1c" is not), matched case-sensitively."""
+    return 2 <= len(term) <= 8 and " " not in term and term.isupper() and any(c.isalpha() for c in term)
+
+
 def _variants(term: str, entry_type: str) -> list[str]:
-    phrase = " ".join(term.split()).lower()
+    """Return the phrases that match ``term``: lower-cased, plus its plural; abbreviations as written."""
+    term = " ".join(term.split())
+    if is_abbreviation(term):
+        return [term]
+    phrase = term.lower()
     if not phrase:
         return []
     variants = [phrase]

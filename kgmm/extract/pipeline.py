@@ -1,7 +1,7 @@
 """The extraction pipeline: spaCy + a domain pack → entities, mentions and relations per source.
 
     nlp = statistical English pipeline (sentences, parse, lemmas, general NER)
-        + entity_ruler (the domain lexicon, ids = canonical entity ids)
+        + kgmm_lexicon (the domain lexicon, ids = canonical entity ids)
         + kgmm_negation (clinical packs)
     then, per document: keep the entity types the pack knows, resolve each mention to a canonical
     entity (lexicon id, in-document abbreviation, or normalised lemma), extract relations from the
@@ -41,18 +41,11 @@ def load_statistical_pipeline(disable: Iterable[str] = ()):
 
 def build_nlp(pack: DomainPack, lexicon: LexiconIndex):
     """Return the spaCy ``Language`` configured by ``pack`` (statistical pipeline + lexicon + negation)."""
-    from kgmm.extract import negation  # noqa: F401  (registers the kgmm_negation factory)
+    from kgmm.extract import negation, ruler  # noqa: F401  (register the kgmm_* factories)
 
     nlp = load_statistical_pipeline()
     if lexicon.phrases:
-        ruler = nlp.add_pipe(
-            "entity_ruler",
-            name="kgmm_lexicon",
-            after="ner",
-            config={"phrase_matcher_attr": "LOWER", "overwrite_ents": True, "validate": False},
-        )
-        with nlp.select_pipes(enable=[]):
-            ruler.add_patterns(lexicon.patterns())
+        nlp.add_pipe("kgmm_lexicon", after="ner").add(lexicon.ruler_phrases())
     if pack.negation:
         nlp.add_pipe("kgmm_negation", last=True)
     return nlp
