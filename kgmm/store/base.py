@@ -3,6 +3,15 @@
 Public methods validate and cast their arguments; the protected ``_method`` does the backend's work
 (the shape of ``torch_geometric.data.GraphStore``). Writes are idempotent: upserting what is already
 stored changes nothing, so an interrupted ingest can simply be run again.
+
+Write order and completeness: an ingest batch writes entities, relations and mentions first and its
+sources last. Mentions may therefore arrive before their source; a backend keeps such a source as a
+placeholder that ``known_sources``, ``get_sources``, ``stats`` and ``mentions`` ignore until
+``upsert_sources`` fills it in, so a source counts as ingested only once its whole batch was written.
+
+Merging rules: a relation upserted again unions its sources (sentences stay aligned with sources
+where they were given one-to-one) and keeps the highest confidence; an entity upserted again with a
+different name keeps its first name and gains the new one as an alias.
 """
 
 from __future__ import annotations

@@ -598,12 +598,8 @@ class EmbeddedStore(GraphStore):
             return {}
         wanted = list(dict.fromkeys((relation.head, relation.tail) for relation in relations))
         if self._scan_is_cheaper(queries.count_relations_of_type(relation_type), len(wanted)):
-            pairs = [{"head": head, "tail": tail} for head, tail in wanted]
-            rows = [
-                row
-                for chunk in _chunks(pairs, _LOOKUP_CHUNK)
-                for row in self._rows(queries.relations_between(relation_type), {"rows": list(chunk)}, action="look up relations")
-            ]
+            pairs = _arrow([{"head": head, "tail": tail} for head, tail in wanted], (("head", "STRING"), ("tail", "STRING")))
+            rows = self._rows(queries.relations_between(relation_type), {"rows": pairs}, action="look up relations")
             return {(row["head"], row["tail"]): row for row in rows}
         query = queries.relation_between(relation_type)
         stored = {}

@@ -233,9 +233,10 @@ def mention_keys_of_sources() -> str:
 
 
 def relations_between(relation_type: str) -> str:
-    """Return the stored edges of one type among the ``$rows`` pairs {head, tail} (one scan of that table)."""
+    """Return the stored edges of one type among the pairs of the Arrow table ``$rows`` (columns: head,
+    tail), in one scan of that relation table."""
     return (
-        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row.head}}) MATCH (b:{ENTITY} {{id: row.tail}}) "
+        f"LOAD FROM $rows MATCH (a:{ENTITY} {{id: `head`}}) MATCH (b:{ENTITY} {{id: `tail`}}) "
         f"MATCH (a)-[r:{relation_table(relation_type)}]->(b) "
         "RETURN a.id AS head, b.id AS tail, r.confidence AS confidence, r.extractor AS extractor, "
         "r.sources AS sources, r.sentences AS sentences"
