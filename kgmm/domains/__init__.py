@@ -54,6 +54,8 @@ class DomainPack:
         subject_relations (dict): entity type -> relation type linking a source's subject to it.
         title_subject_type (str, optional): treat a titled source with no subject as being about an
             entity of this type named by its title (a product page).
+        subject_anchor_types (tuple[str, ...]): entity types that stand for the subject in its text
+            ("a navy shirt": the ArticleType); attributes that modify them attach with more confidence.
     """
 
     name: str
@@ -67,6 +69,7 @@ class DomainPack:
     cooccurrence: dict = field(default_factory=dict)
     subject_relations: dict = field(default_factory=dict)
     title_subject_type: str | None = None
+    subject_anchor_types: tuple[str, ...] = ()
     description: str = ""
 
     def rules_for(self, head_type: str, tail_type: str) -> list[RelationRule]:
@@ -134,5 +137,6 @@ def _parse_pack(raw: dict, path: Path) -> DomainPack:
         cooccurrence=dict(raw.get("cooccurrence", {})),
         subject_relations=dict(raw.get("subject_relations", {})),
         title_subject_type=raw.get("title_subject_type"),
+        subject_anchor_types=tuple(raw.get("subject_anchor_types", ())),
         description=raw.get("description", ""),
     )

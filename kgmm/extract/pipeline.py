@@ -194,11 +194,14 @@ class Extractor:
         for child, parent in (("ArticleType", "SubCategory"), ("SubCategory", "Category")):
             if child in attribute_ids and parent in attribute_ids and self.pack.rules_for(child, parent):
                 state.add_relation(Relation(attribute_ids[child], self.pack.rules_for(child, parent)[0].type, attribute_ids[parent], 1.0, "structured", [source.id], [sentence]))
+        anchors = {i for span, entity, _, _ in resolved if entity.type in (subject_type, *self.pack.subject_anchor_types) for i in range(span.start, span.end)}
         for span, entity, negated, _ in resolved:
             relation_type = self.pack.subject_relations.get(entity.type)
             if negated or not relation_type or entity.id == subject.id:
                 continue
-            state.add_relation(Relation(subject.id, relation_type, entity.id, 0.7, "subject_pattern", [source.id], [span.sent.text.strip()]))
+            # "a navy blue shirt" describes the product; "on a white background" probably does not.
+            confidence = 0.7 if entity.type in self.pack.subject_anchor_types or _modified_noun(span).i in anchors else 0.4
+            state.add_relation(Relation(subject.id, relation_type, entity.id, confidence, "subject_pattern", [source.id], [span.sent.text.strip()]))
 
     def _lexicon_entity(self, value: str, entity_type: str) -> Entity:
         entry_id = self.lexicon.phrases.get(" ".join(value.split()).lower())
@@ -206,6 +209,14 @@ class Extractor:
         if entry is not None and entry.type == entity_type:
             return Entity(entry.id, entry.name, entry.type, self.pack.name, list(entry.synonyms[:20]), list(entry.ontology_ids))
         return Entity(entity_id(self.pack.name, entity_type, value), value.strip(), entity_type, self.pack.name)
+
+
+def _modified_noun(span):
+    """Return the token a modifier span describes, following amod/compound/conj links upwards."""
+    token = span.root
+    while token.dep_ in ("amod", "compound", "nmod", "conj", "nummod", "npadvmod") and token.head.i != token.i:
+        token = token.head
+    return token
 
 
 def _canonical_surface(span) -> str:
