@@ -106,6 +106,7 @@ def ingest(
     progress: bool = True,
     on_problem: Callable[[SourceError], None] | None = None,
     extractor=None,
+    model_dir: str | Path | None = None,
 ) -> IngestReport:
     """Ingest files or folders into ``store`` with the ``domain`` pack; return what was done.
 
@@ -117,11 +118,13 @@ def ingest(
         batch_size (int, optional): sources extracted and written together. (default: ``256``)
         on_problem (callable, optional): called with each bad input; the rest is still ingested.
         extractor (Extractor, optional): a ready extractor, to reuse a loaded pipeline.
+        model_dir (str, optional): a model from ``kgmm train extraction`` whose entities and relations
+            are added to the pack's (mapped by the pack's ``model_labels`` / ``model_relations``).
     """
     from kgmm.extract.pipeline import Extractor
     from kgmm.sources import count_records, read_sources
 
-    extractor = extractor or Extractor(domain)
+    extractor = extractor or Extractor(domain, model_dir=model_dir)
     report = IngestReport()
     bar = None
     if progress:

@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
         text_column: str | None = typer.Option(None, "--text-column", help="Text column of JSONL/CSV input."),
         limit: int | None = typer.Option(None, "--limit", help="Read at most this many sources."),
         batch_size: int = typer.Option(256, "--batch-size", help="Sources extracted and written together."),
+        model: Path | None = typer.Option(None, "--model", "-m", help="A model from `kgmm train extraction` to add its entities and relations."),
         as_json: bool = JsonOption,
     ) -> None:
         """Extract entities and relations from PATHS and add them to the store."""
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
         with open_store(store_location(store)) as graph_store:
             report = run_ingest(
                 paths, graph_store, domain=domain, fmt=fmt, text_column=text_column, limit=limit,
-                batch_size=batch_size, progress=sys.stderr.isatty() or not as_json,
+                batch_size=batch_size, progress=sys.stderr.isatty() or not as_json, model_dir=model,
                 on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr),
             )
             result = {"store": graph_store.uri, "domain": domain, **report.to_dict()}

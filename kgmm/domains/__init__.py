@@ -56,6 +56,8 @@ class DomainPack:
             entity of this type named by its title (a product page).
         subject_anchor_types (tuple[str, ...]): entity types that stand for the subject in its text
             ("a navy shirt": the ArticleType); attributes that modify them attach with more confidence.
+        model_labels (dict): entity type of a trained extraction model -> entity type of this pack.
+        model_relations (dict): relation type of a trained extraction model -> relation type of this pack.
     """
 
     name: str
@@ -70,6 +72,8 @@ class DomainPack:
     subject_relations: dict = field(default_factory=dict)
     title_subject_type: str | None = None
     subject_anchor_types: tuple[str, ...] = ()
+    model_labels: dict = field(default_factory=dict)
+    model_relations: dict = field(default_factory=dict)
     description: str = ""
 
     def rules_for(self, head_type: str, tail_type: str) -> list[RelationRule]:
@@ -125,6 +129,12 @@ def _parse_pack(raw: dict, path: Path) -> DomainPack:
         unknown = set(rule.head + rule.tail) - set(entity_types)
         if unknown:
             raise ValueError(f"relation {rule.type} names unknown entity types {sorted(unknown)}")
+    for mapped in raw.get("model_labels", {}).values():
+        if mapped not in entity_types:
+            raise ValueError(f"model_labels maps to unknown entity type {mapped!r}")
+    for mapped in raw.get("model_relations", {}).values():
+        if mapped not in {r.type for r in relations}:
+            raise ValueError(f"model_relations maps to unknown relation type {mapped!r}")
     return DomainPack(
         name=raw["name"],
         path=path,
@@ -138,5 +148,7 @@ def _parse_pack(raw: dict, path: Path) -> DomainPack:
         subject_relations=dict(raw.get("subject_relations", {})),
         title_subject_type=raw.get("title_subject_type"),
         subject_anchor_types=tuple(raw.get("subject_anchor_types", ())),
+        model_labels=dict(raw.get("model_labels", {})),
+        model_relations=dict(raw.get("model_relations", {})),
         description=raw.get("description", ""),
     )

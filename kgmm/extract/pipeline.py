@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kgmm.domains import DomainPack, load_domain
 from kgmm.errors import ExtractionError
@@ -82,22 +84,37 @@ class Extractor:
         domain (str): a built-in pack name or a pack folder.
     """
 
-    def __init__(self, domain: str = "general") -> None:
+    def __init__(self, domain: str = "general", *, model_dir: str | Path | None = None) -> None:
         self.pack = load_domain(domain)
         self.lexicon = load_lexicon_index(self.pack)
         self.nlp = build_nlp(self.pack, self.lexicon)
+        self.model = None
+        if model_dir is not None:
+            from kgmm.tasks.extraction import load_extraction_model
+
+            self.model = load_extraction_model(model_dir)
+            if not set(self.model.entity_types) & set(self.pack.model_labels):
+                raise ExtractionError(
+                    f"the model in {model_dir} predicts {self.model.entity_types}, which the {self.pack.name!r} pack "
+                    f"does not map (its model_labels: {sorted(self.pack.model_labels) or 'none'}); "
+                    "use the domain the model was trained for or add model_labels to the pack"
+                )
 
     def extract(self, sources: Iterable[Source], *, batch_size: int = 32) -> Iterator[Extraction]:
         """Yield one ``Extraction`` per source, in order."""
-        pairs = ((source.text, source) for source in sources)
-        for doc, source in self.nlp.pipe(pairs, as_tuples=True, batch_size=batch_size):
-            yield self.extract_doc(doc, source)
+        iterator = iter(sources)
+        while chunk := list(itertools.islice(iterator, 256)):
+            predictions = self.model.predict_many([s.text for s in chunk]) if self.model else [None] * len(chunk)
+            pairs = ((source.text, (source, prediction)) for source, prediction in zip(chunk, predictions, strict=True))
+            for doc, (source, prediction) in self.nlp.pipe(pairs, as_tuples=True, batch_size=batch_size):
+                yield self.extract_doc(doc, source, prediction)
 
-    def extract_doc(self, doc, source: Source) -> Extraction:
-        """Build the extraction of one parsed ``doc`` of ``source``."""
+    def extract_doc(self, doc, source: Source, prediction=None) -> Extraction:
+        """Build the extraction of one parsed ``doc`` of ``source`` (with a trained model's ``prediction``)."""
         from kgmm.extract.relations import extract_relations
 
         state = _DocState()
+        model_spans = self._add_model_entities(doc, prediction[0]) if prediction else []
         ents = self._typed_entities(doc)
         abbreviations = _abbreviation_targets(ents)
         if abbreviations:
@@ -129,11 +146,58 @@ class Extractor:
                         candidate.extractor, [source.id], [candidate.head.sent.text.strip()],
                     )
                 )
+        if prediction:
+            self._add_model_relations(source, state, resolved, model_spans, prediction[1])
         self._attach_subject(source, state, resolved)
         for relation in state.relations.values():
             relation.sources = [source.id]
             relation.sentences = relation.sentences[:3]
         return Extraction(source, list(state.entities.values()), state.mentions, list(state.relations.values()))
+
+    # ---- trained model -----------------------------------------------------------------------
+    def _add_model_entities(self, doc, entities: list) -> list:
+        """Add a trained model's entity spans to ``doc.ents``; lexicon spans (which carry ids) win overlaps.
+
+        Returns the model's spans aligned with its entity list (None where a span was not kept).
+        """
+        from spacy.tokens import Span
+        from spacy.util import filter_spans
+
+        aligned = []
+        for start, end, label, _ in entities:
+            mapped = self.pack.model_labels.get(label)
+            span = doc.char_span(start, end, label=mapped, alignment_mode="expand") if mapped else None
+            aligned.append(span)
+        lexicon = [ent for ent in doc.ents if ent.ent_id_]
+        chosen = filter_spans(lexicon + [s for s in aligned if s is not None])
+        chosen_keys = {(s.start, s.end) for s in chosen}
+        taken = {i for s in chosen for i in range(s.start, s.end)}
+        others = [ent for ent in doc.ents if not ent.ent_id_ and not any(i in taken for i in range(ent.start, ent.end))]
+        doc.ents = sorted([Span(doc, s.start, s.end, label=s.label_, span_id=s.id) for s in chosen] + others, key=lambda s: s.start)
+        if self.pack.negation and "kgmm_negation" in self.nlp.pipe_names:
+            self.nlp.get_pipe("kgmm_negation")(doc)  # flag the new spans too
+        return [s if s is not None and (s.start, s.end) in chosen_keys else None for s in aligned]
+
+    def _add_model_relations(self, source: Source, state: _DocState, resolved: list, model_spans: list, relations: list) -> None:
+        """Store a trained model's relations whose mapped type the pack's schema allows."""
+        by_position = {(span.start, span.end): (entity, negated) for span, entity, negated, _ in resolved}
+        for head_index, label, tail_index, confidence in relations:
+            relation_type = self.pack.model_relations.get(label)
+            head_span, tail_span = model_spans[head_index], model_spans[tail_index]
+            if relation_type is None or head_span is None or tail_span is None:
+                continue
+            head, head_negated = by_position.get((head_span.start, head_span.end), (None, True))
+            tail, tail_negated = by_position.get((tail_span.start, tail_span.end), (None, True))
+            if head is None or tail is None or head_negated or tail_negated or head.id == tail.id:
+                continue
+            if not any(rule.type == relation_type for rule in self.pack.rules_for(head.type, tail.type)):
+                continue
+            sentence = head_span.sent.text.strip() if head_span.sent == tail_span.sent else source.text[
+                min(head_span.start_char, tail_span.start_char) : max(head_span.end_char, tail_span.end_char)
+            ][:500]
+            state.add_relation(
+                Relation(head.id, relation_type, tail.id, round(float(confidence), 3), f"model:{self.model.dataset}", [source.id], [sentence])
+            )
 
     # ---- entities --------------------------------------------------------------------------
     def _typed_entities(self, doc) -> list:

@@ -43,7 +43,12 @@ def dependency_path(a: Token, b: Token) -> list[Token]:
     return up_from_a[: index_in_a[meet.i] + 1] + list(reversed(up_from_b[:-1]))
 
 
-def _has_trigger(path: list[Token], rule: RelationRule, head: Span, tail: Span) -> bool:
+def _has_trigger(path: list[Token], rule: RelationRule, head: Span, tail: Span, others: set[int] = frozenset()) -> bool:
+    """Return whether a trigger of ``rule`` lies on the path, or modifies it without governing a third
+    entity (in "naloxone reversed the clonidine-induced hypotension", "induced" belongs to clonidine).
+
+    ``others`` holds the token indices of the sentence's other entities.
+    """
     triggers = set(rule.triggers)
     if not triggers:
         return False
@@ -61,8 +66,11 @@ def _has_trigger(path: list[Token], rule: RelationRule, head: Span, tail: Span) 
             if child.dep_ in ("aux", "auxpass", "prt", "xcomp", "acomp", "amod", "compound") and (
                 child.lemma_.lower() in triggers
             ):
-                if not (head.start <= child.i < head.end or tail.start <= child.i < tail.end):
-                    return True
+                if head.start <= child.i < head.end or tail.start <= child.i < tail.end:
+                    continue
+                if any(t.i in others for t in child.subtree):
+                    continue
+                return True
     return False
 
 
@@ -92,6 +100,7 @@ def _order(a: Span, b: Span, rule: RelationRule) -> tuple[Span, Span] | None:
 def extract_relations(sent: Span, ents: list[Span], pack: DomainPack) -> list[RelationCandidate]:
     """Return the schema-allowed relations between ``ents`` (entities of one sentence)."""
     found: list[RelationCandidate] = []
+    positions = {span.start: {i for i in range(span.start, span.end)} for span in ents}
     for i, a in enumerate(ents):
         for b in ents[i + 1 :]:
             if a.ent_id_ and a.ent_id_ == b.ent_id_:
@@ -104,6 +113,7 @@ def extract_relations(sent: Span, ents: list[Span], pack: DomainPack) -> list[Re
             path = dependency_path(a.root, b.root)
             if not path or len(path) - 1 > MAX_PATH_EDGES:
                 continue
+            others = set().union(*(tokens for start, tokens in positions.items() if start not in (a.start, b.start)))
             for rule in rules:
                 ordered = _order(a, b, rule)
                 if ordered is None:
@@ -111,7 +121,7 @@ def extract_relations(sent: Span, ents: list[Span], pack: DomainPack) -> list[Re
                 head, tail = ordered
                 if len(path) == 2 and _direct_label(path) in rule.dep_labels:
                     found.append(RelationCandidate(head, rule.type, tail, 0.7, "dep_pattern"))
-                elif _has_trigger(path, rule, head, tail):
+                elif _has_trigger(path, rule, head, tail, others):
                     confidence = 0.8 if len(path) - 1 <= SHORT_PATH_EDGES else 0.6
                     found.append(RelationCandidate(head, rule.type, tail, confidence, "dep_pattern"))
                 elif rule.type in pack.cooccurrence and len(path) - 1 <= SHORT_PATH_EDGES:
