@@ -26,6 +26,7 @@ from kgmm.domains import PACKS_DIR
 from kgmm.domains.lexicons import LexiconEntry, register_lexicon
 from kgmm.errors import DomainError
 from kgmm.schema import entity_id, normalize_name
+from kgmm.sources.datasets import FASHION_ATTRIBUTES
 
 MEDICAL_DIR = PACKS_DIR / "medical"
 RETAIL_DIR = PACKS_DIR / "retail"
@@ -604,16 +605,8 @@ def _split_list(value: str | None) -> list[str]:
 # ---------------------------------------------------------------- fashion
 
 
-# Vocabulary columns of the fashion catalogue: entity type -> column.
-FASHION_COLUMNS = {
-    "Category": "masterCategory",
-    "SubCategory": "subCategory",
-    "ArticleType": "articleType",
-    "Colour": "baseColour",
-    "Season": "season",
-    "Usage": "usage",
-    "Gender": "gender",
-}
+# Vocabulary columns of the fashion catalogue (entity type -> column): the product attributes the reader uses.
+FASHION_COLUMNS = FASHION_ATTRIBUTES
 # When one value names two types ("Watches" is a sub-category and an article type), the first type here keeps it.
 _FASHION_TYPE_ORDER = ("ArticleType", "Colour", "Gender", "Season", "Usage", "SubCategory", "Category", "Brand")
 GENDER_SYNONYMS = {

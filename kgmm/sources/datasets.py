@@ -32,13 +32,13 @@ _MEDPIX_IMAGE_KEYS = {"U_id", "image", "Description"}
 _FASHION_COLUMNS = {"productDisplayName", "articleType", "masterCategory"}
 # Product attributes: entity type -> catalogue column.
 FASHION_ATTRIBUTES = {
-    "Gender": "gender",
     "Category": "masterCategory",
     "SubCategory": "subCategory",
     "ArticleType": "articleType",
     "Colour": "baseColour",
     "Season": "season",
     "Usage": "usage",
+    "Gender": "gender",
 }
 _MISSING_VALUES = {"", "na", "n/a", "nan", "none", "null"}
 # MedPix case fields, in reading order, and the words that introduce them in the document text.
