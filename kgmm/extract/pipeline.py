@@ -225,9 +225,8 @@ class Extractor:
 
     def _resolve(self, span, abbreviations: dict[str, object]) -> Entity:
         """Map a mention to its canonical entity (lexicon id, abbreviation's long form, or lemma key)."""
-        target = abbreviations.get(span.text) if span.text in abbreviations and span.ent_id_ == "" else None
-        if target is not None and target is not span:
-            span = target
+        if not span.ent_id_ and span.text in abbreviations:
+            span = abbreviations[span.text]
         if span.ent_id_ and span.ent_id_ in self.lexicon.entries:
             entry = self.lexicon.entries[span.ent_id_]
             return Entity(entry.id, entry.name, entry.type, self.pack.name, list(entry.synonyms[:20]), list(entry.ontology_ids))

@@ -77,6 +77,8 @@ class _DatasetSpec:
     relation_threshold: float = 0.5
     propagate_mentions: bool = False
     use_priors: bool = True
+    relation_loss_weight: float = 1.0
+    noisy_mentions: bool = True
 
 
 _SPECS = {
@@ -325,12 +327,12 @@ def _prior_features(priors: dict[str, dict[str, int]] | None, head: GroupKey, ta
     h, t = _prior_key(head), _prior_key(tail)
     is_head, is_tail, related = own or (0, 0, 0)
     present = 1 if own is not None else 0
-    n_head = priors["entity"].get(h, 0) - present
-    n_tail = priors["entity"].get(t, 0) - present
-    head_count = priors["head"].get(h, 0) - is_head
-    tail_count = priors["tail"].get(t, 0) - is_tail
-    pair_related = priors["pair_related"].get(f"{h}\t{t}", 0) - related
-    pair_seen = priors["pair_seen"].get(f"{h}\t{t}", 0) - (present if f"{h}\t{t}" in priors["pair_seen"] else 0)
+    n_head = max(0, priors["entity"].get(h, 0) - present)
+    n_tail = max(0, priors["entity"].get(t, 0) - present)
+    head_count = max(0, priors["head"].get(h, 0) - is_head)
+    tail_count = max(0, priors["tail"].get(t, 0) - is_tail)
+    pair_related = max(0, priors["pair_related"].get(f"{h}\t{t}", 0) - related)
+    pair_seen = max(0, priors["pair_seen"].get(f"{h}\t{t}", 0) - present)
     return [
         math.log1p(pair_related),
         pair_related / (pair_seen + 1),
@@ -458,7 +460,9 @@ def _build_net(encoder_config: dict, n_tags: int, n_types: int, n_relations: int
 
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = BertModel(BertConfig(**encoder_config), add_pooling_layer=False)
+            bert_config = BertConfig(**encoder_config)
+            bert_config._attn_implementation = "eager"  # faster than sdpa for padded bf16 batches on CPU
+            self.encoder = BertModel(bert_config, add_pooling_layer=False)
             self.bf16 = _cpu_bf16_supported()
             hidden = self.encoder.config.hidden_size
             self.shape_embedding = nn.Embedding(len(_SHAPES), 16)
@@ -679,6 +683,18 @@ def _viterbi(log_probs: Any, tags: Sequence[str]) -> list[int]:
     return best[::-1]
 
 
+def _decode_spans(enc: _Encoded, log_probs: Any, row_offset: int, tags: Sequence[str]) -> list[Span]:
+    """Typed character spans of one text from its windows' tag log-probabilities [rows, L, T]."""
+    spans: list[Span] = []
+    for w, (window_start, window_end) in enumerate(enc.windows):
+        pieces = [i for i in range(window_start, window_end) if enc.word_first[i]]
+        if not pieces:
+            continue
+        rows = [i - window_start + 1 for i in pieces]  # +1: [CLS]
+        spans.extend(_spans_from_tags(enc, pieces, _viterbi(log_probs[row_offset + w, rows], tags), tags))
+    return spans
+
+
 def _spans_from_tags(enc: _Encoded, pieces: Sequence[int], tag_ids: Sequence[int], tags: Sequence[str]) -> list[Span]:
     """Character spans from tags on the word-first ``pieces``; a span covers whole words."""
     spans, current = [], None
@@ -774,14 +790,7 @@ class ExtractionModel:
         log_probs = torch.log_softmax(tag_logits, dim=-1).numpy()
         all_spans: list[list[Span]] = []
         for enc, row_offset in zip(encoded, row_offsets, strict=True):
-            spans: list[Span] = []
-            for w, (window_start, window_end) in enumerate(enc.windows):
-                pieces = [i for i in range(window_start, window_end) if enc.word_first[i]]
-                if not pieces:
-                    continue
-                rows = [i - window_start + 1 for i in pieces]  # +1: [CLS]
-                best = _viterbi(log_probs[row_offset + w, rows], self.tags)
-                spans.extend(_spans_from_tags(enc, pieces, best, self.tags))
+            spans = _decode_spans(enc, log_probs, row_offset, self.tags)
             if self.config.get("propagate_mentions"):
                 spans = _propagate_mentions(enc.text, spans)
             all_spans.append(sorted(spans))
@@ -1094,12 +1103,26 @@ def _fit(
             hidden, tag_logits = net.encode(ids, mask, shapes)
             tag_loss = torch.nn.functional.cross_entropy(tag_logits.reshape(-1, tag_logits.shape[-1]), tag_ids.reshape(-1))
             loss = tag_loss
-            pair_batch = _collate_pairs([pair_items[i] for i in batch], row_offsets, model.type_index)
+            batch_pairs = [pair_items[i] for i in batch]
+            if spec.noisy_mentions and step >= batches_per_epoch:
+                # Also pair the tagger's own (possibly wrong) mentions, so the pair head learns to reject them.
+                log_probs = torch.log_softmax(tag_logits.detach(), dim=-1).numpy()
+                batch_pairs = []
+                for i, row_offset in zip(batch, row_offsets, strict=True):
+                    gold = set(examples[i].mentions)
+                    extra = [span for span in _decode_spans(encoded[i], log_probs, row_offset, model.tags) if span not in gold]
+                    batch_pairs.append(
+                        _build_pairs(
+                            encoded[i], sorted(gold | set(extra)), model.signatures, spec.pair_scope,
+                            model.relation_types, examples[i].relations, priors=model.config.get("priors"),
+                        ) if extra else pair_items[i]
+                    )
+            pair_batch = _collate_pairs(batch_pairs, row_offsets, model.type_index)
             relation_loss = torch.zeros(())
             if pair_batch is not None and pair_batch.labels is not None and model.relation_types:
                 logits = net.score_pairs(hidden, pair_batch)
                 relation_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, pair_batch.labels)
-                loss = loss + relation_loss
+                loss = loss + spec.relation_loss_weight * relation_loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
