@@ -1,0 +1,63 @@
+"""A real crash: kill -9 an ingest mid-run, run it again, and get the graph a clean run builds."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kgmm.store import open_store
+
+pytestmark = pytest.mark.slow
+
+PEOPLE = ["Marie Curie", "Albert Einstein", "Ada Lovelace", "Alan Turing", "Grace Hopper", "Niels Bohr"]
+PLACES = ["Paris", "Berlin", "London", "Princeton", "Warsaw", "Copenhagen"]
+ORGS = ["Acme Corp", "Globex", "Initech", "Umbrella Labs", "Stark Industries", "Wayne Enterprises"]
+
+
+def _corpus(path, count: int) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(count):
+            person, place, org = PEOPLE[i % 6], PLACES[(i // 6) % 6], ORGS[(i // 36) % 6]
+            text = f"{person} works for {org} in {place}. Report number {i} was filed by {person} in {place}."
+            handle.write(json.dumps({"id": i, "text": text}) + "\n")
+
+
+def _ingest_command(corpus, store) -> list[str]:
+    return [sys.executable, "-m", "kgmm", "ingest", str(corpus), "--store", str(store), "--batch-size", "40", "--json"]
+
+
+def _snapshot(store_dir) -> tuple:
+    with open_store(store_dir) as store:
+        stats = store.stats()
+        relations = sorted((r.head, r.type, r.tail, tuple(sorted(r.sources))) for r in store.iter_relations())
+    return stats, relations
+
+
+def test_ingest_killed_mid_run_then_rerun_matches_clean_run(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    _corpus(corpus, 1200)
+    subprocess.run(_ingest_command(corpus, tmp_path / "clean"), check=True, capture_output=True)
+
+    crashed = tmp_path / "crashed"
+    process = subprocess.Popen(_ingest_command(corpus, crashed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    database = crashed / "graph.lbdb"
+    deadline = time.monotonic() + 120
+    # Kill once the store has taken some writes, well before the run can finish.
+    while time.monotonic() < deadline and process.poll() is None:
+        if database.exists() and database.stat().st_size > 0:
+            time.sleep(2.0)
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the ingest finished before it could be killed; use a larger corpus"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    partial, _ = _snapshot(crashed)
+    assert 0 < partial.documents < 1200
+    subprocess.run(_ingest_command(corpus, crashed), check=True, capture_output=True)
+    assert _snapshot(crashed) == _snapshot(tmp_path / "clean")
