@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from kgmm.errors import StoreError
 from kgmm.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -38,6 +39,14 @@ def _snapshot(store_dir) -> tuple:
     return stats, relations
 
 
+def _stored_documents(store_dir) -> int:
+    try:
+        with open_store(store_dir, read_only=True) as store:
+            return store.stats().documents
+    except StoreError:  # the writer may hold the store at that instant
+        return 0
+
+
 def test_ingest_killed_mid_run_then_rerun_matches_clean_run(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     _corpus(corpus, 1200)
@@ -45,14 +54,12 @@ def test_ingest_killed_mid_run_then_rerun_matches_clean_run(tmp_path):
 
     crashed = tmp_path / "crashed"
     process = subprocess.Popen(_ingest_command(corpus, crashed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    database = crashed / "graph.lbdb"
-    deadline = time.monotonic() + 120
-    # Kill once the store has taken some writes, well before the run can finish.
+    deadline = time.monotonic() + 180
+    # Kill once a few batches are stored, well before the run can finish.
     while time.monotonic() < deadline and process.poll() is None:
-        if database.exists() and database.stat().st_size > 0:
-            time.sleep(2.0)
+        time.sleep(0.2)
+        if (crashed / "graph.lbdb").exists() and _stored_documents(crashed) >= 80:
             break
-        time.sleep(0.05)
     assert process.poll() is None, "the ingest finished before it could be killed; use a larger corpus"
     process.send_signal(signal.SIGKILL)
     process.wait()
