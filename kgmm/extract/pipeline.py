@@ -163,7 +163,6 @@ class Extractor:
 
         Returns the model's spans aligned with its entity list (None where a span was not kept).
         """
-        from spacy.tokens import Span
         from spacy.util import filter_spans
 
         aligned = []
@@ -176,7 +175,7 @@ class Extractor:
         chosen_keys = {(s.start, s.end) for s in chosen}
         taken = {i for s in chosen for i in range(s.start, s.end)}
         others = [ent for ent in doc.ents if not ent.ent_id_ and not any(i in taken for i in range(ent.start, ent.end))]
-        doc.ents = sorted([Span(doc, s.start, s.end, label=s.label_, span_id=s.id) for s in chosen] + others, key=lambda s: s.start)
+        doc.ents = sorted(chosen + others, key=lambda s: s.start)
         if self.pack.negation and "kgmm_negation" in self.nlp.pipe_names:
             self.nlp.get_pipe("kgmm_negation")(doc)  # flag the new spans too
         return [s if s is not None and (s.start, s.end) in chosen_keys else None for s in aligned]
