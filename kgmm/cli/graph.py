@@ -7,7 +7,17 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, StoreOption, console, emit, open_existing_store, store_location
+from kgmm.cli.output import (
+    DatabaseOption,
+    JsonOption,
+    StoreOption,
+    UserOption,
+    console,
+    emit,
+    open_any_store,
+    open_existing_store,
+    store_location,
+)
 
 
 def render_stats(result: dict) -> None:
@@ -94,6 +104,8 @@ def register(app: typer.Typer) -> None:
         paths: list[Path] = typer.Argument(..., help="Files or folders: text, JSONL, CSV, image manifests, known data sets."),
         domain: str = typer.Option("general", "--domain", "-d", help="general, medical, retail, or a pack folder."),
         store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
         fmt: str = typer.Option("auto", "--format", "-f", help="Input format (auto-detected per path by default)."),
         text_column: str | None = typer.Option(None, "--text-column", help="Text column of JSONL/CSV input."),
         limit: int | None = typer.Option(None, "--limit", help="Read at most this many sources."),
@@ -103,9 +115,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Extract entities and relations from PATHS and add them to the store."""
         from kgmm.ingest import ingest as run_ingest
-        from kgmm.store import open_store
 
-        with open_store(store_location(store)) as graph_store:
+        with open_any_store(store_location(store), user, database) as graph_store:
             report = run_ingest(
                 paths, graph_store, domain=domain, fmt=fmt, text_column=text_column, limit=limit,
                 batch_size=batch_size, progress=sys.stderr.isatty() or not as_json, model_dir=model,
@@ -115,30 +126,39 @@ def register(app: typer.Typer) -> None:
         emit(result, as_json, _render_ingest)
 
     @app.command()
-    def stats(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
+    def stats(
+        store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
+        as_json: bool = JsonOption,
+    ) -> None:
         """Count entities, relations, documents, images and mentions."""
         from kgmm.explore import stats_dict
 
-        with open_existing_store(store) as graph_store:
+        with open_existing_store(store, user, database) as graph_store:
             emit(stats_dict(graph_store), as_json, render_stats)
 
     @app.command()
     def search(
         name: str = typer.Argument(..., help="Entity name or alias (case and small typos tolerated)."),
         store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
         limit: int = typer.Option(10, "--limit", "-n"),
         as_json: bool = JsonOption,
     ) -> None:
         """Find entities by name and show where they are mentioned."""
         from kgmm.explore import search as run_search
 
-        with open_existing_store(store) as graph_store:
+        with open_existing_store(store, user, database) as graph_store:
             emit(run_search(graph_store, name, limit=limit), as_json, render_search)
 
     @app.command()
     def neighbors(
         name: str = typer.Argument(..., help="Entity name, alias or id."),
         store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
         hops: int = typer.Option(1, "--hops", "-k", help="Neighbourhood radius (1-4)."),
         limit: int = typer.Option(50, "--limit", "-n", help="At most this many entities."),
         as_json: bool = JsonOption,
@@ -146,7 +166,7 @@ def register(app: typer.Typer) -> None:
         """Show an entity's neighbourhood and the sources of each fact."""
         from kgmm.explore import neighbourhood
 
-        with open_existing_store(store) as graph_store:
+        with open_existing_store(store, user, database) as graph_store:
             emit(neighbourhood(graph_store, name, hops=hops, limit=limit), as_json, render_neighbourhood)
 
     @app.command()
@@ -154,19 +174,23 @@ def register(app: typer.Typer) -> None:
         source: str = typer.Argument(..., help="First entity."),
         target: str = typer.Argument(..., help="Second entity."),
         store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
         max_hops: int = typer.Option(4, "--max-hops"),
         as_json: bool = JsonOption,
     ) -> None:
         """Show a shortest chain of facts between two entities."""
         from kgmm.explore import path_between
 
-        with open_existing_store(store) as graph_store:
+        with open_existing_store(store, user, database) as graph_store:
             emit(path_between(graph_store, source, target, max_hops=max_hops), as_json, render_path)
 
     @app.command()
     def cypher(
         query: str = typer.Argument(..., help="A Cypher query; pass values as $name with --param name=value."),
         store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
         param: list[str] = typer.Option([], "--param", "-p", help="Query parameter NAME=VALUE (repeatable)."),
         as_json: bool = JsonOption,
     ) -> None:
@@ -179,23 +203,41 @@ def register(app: typer.Typer) -> None:
             if not sep or not key:
                 raise ValidationError(f"--param expects NAME=VALUE, got {item!r}")
             parameters[key] = _parse_value(value)
-        with open_existing_store(store) as graph_store:
+        with open_existing_store(store, user, database) as graph_store:
             rows = graph_store.cypher(query, parameters)
         emit({"query": query, "rows": rows}, as_json, render_rows)
 
     @app.command()
     def export(
-        fmt: str = typer.Option("graphml", "--format", "-f", help="networkx (pickle), graphml or pyg."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output file."),
+        fmt: str = typer.Option("graphml", "--format", "-f", help="networkx (pickle), graphml or pyg (with --out)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Output file."),
+        to: str | None = typer.Option(None, "--to", help="Copy the store into this store (a folder or bolt:// URI) instead."),
+        from_: str | None = typer.Option(None, "--from", help="Copy this store (a folder or bolt:// URI) into --store instead."),
         store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
+        batch_size: int = typer.Option(10_000, "--batch-size", help="Records per write when copying between stores."),
         as_json: bool = JsonOption,
     ) -> None:
-        """Export the graph to a file for networkx, Gephi/yEd (GraphML) or PyTorch Geometric."""
-        from kgmm.export import export_graph
+        """Export the graph to a file (networkx, GraphML for Gephi/yEd, PyTorch Geometric), or copy it to another store."""
+        from kgmm.errors import ValidationError
 
-        with open_existing_store(store) as graph_store:
-            result = export_graph(graph_store, fmt, out)
-        emit(result, as_json, lambda r: console().print(f"wrote {r['nodes']:,} nodes and {r['edges']:,} edges to {r['path']} ({r['format']})", markup=False))
+        if sum(option is not None for option in (out, to, from_)) != 1:
+            raise ValidationError("give exactly one of --out FILE, --to STORE or --from STORE")
+        if out is not None:
+            from kgmm.export import export_graph
+
+            with open_existing_store(store, user, database) as graph_store:
+                result = export_graph(graph_store, fmt, out)
+            emit(result, as_json, lambda r: console().print(f"wrote {r['nodes']:,} nodes and {r['edges']:,} edges to {r['path']} ({r['format']})", markup=False))
+            return
+        from kgmm.store.transfer import copy_store
+
+        source_location, target_location = (store, to) if to is not None else (from_, store_location(store))
+        with open_existing_store(source_location, user, database) as source, \
+                open_any_store(target_location, user, database) as target:
+            result = copy_store(source, target, batch_size=batch_size, progress=sys.stderr.isatty() and not as_json)
+        emit(result, as_json, _render_copy)
 
 
 def _parse_value(value: str):
@@ -217,3 +259,13 @@ def _render_ingest(result: dict) -> None:
     )
     if result["problems"]:
         out.print(f"{len(result['problems'])} input problem(s) skipped (see warnings above)", markup=False)
+
+
+def _render_copy(result: dict) -> None:
+    counts = result["copied"]
+    console().print(
+        f"copied {counts['entities']:,} entities, {counts['relations']:,} relations, {counts['mentions']:,} mentions and "
+        f"{counts['sources']:,} sources from {result['from']} to {result['to']}; counts checked: "
+        f"{result['to']} now holds {result['target_stats']['entities']:,} entities and {result['target_stats']['relations']:,} relations",
+        markup=False,
+    )

@@ -16,21 +16,34 @@ StoreOption = typer.Option(
     None, "--store", "-s", help=f"Store folder (embedded) or bolt:// URI. Default: ${STORE_ENV} or ./{DEFAULT_STORE}."
 )
 JsonOption = typer.Option(False, "--json", help="Print one JSON object on the last line of stdout.")
+UserOption = typer.Option(
+    None, "--user", "-u", help="Neo4j user for a bolt:// store (else the URI's, $NEO4J_USER, or neo4j). "
+    "The password comes from the URI or $NEO4J_PASSWORD.",
+)
+DatabaseOption = typer.Option(
+    None, "--database", help="Neo4j database of a bolt:// store (else $NEO4J_DATABASE or the server's default)."
+)
 
 
 def store_location(store: str | None) -> str:
     return store or os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
-def open_existing_store(store: str | None):
+def open_any_store(location: str, user: str | None = None, database: str | None = None):
+    """Open (or create) the store at ``location``, a folder or a bolt:// URI."""
+    from kgmm.store import open_store
+
+    return open_store(location, user=user, database=database)
+
+
+def open_existing_store(store: str | None, user: str | None = None, database: str | None = None):
     """Open a store that must already exist (read commands)."""
     from kgmm.errors import StoreError
-    from kgmm.store import open_store
 
     location = store_location(store)
     if "://" not in location and not Path(location).exists():
         raise StoreError(f"no store at {location!r}; build one with `kgmm ingest PATH --store {location}` or pass --store")
-    return open_store(location)
+    return open_any_store(location, user, database)
 
 
 def emit(result: dict, as_json: bool, render: Callable[[dict], None]) -> None:

@@ -134,6 +134,14 @@ class GraphStore(ABC):
         """Yield every relation."""
         return self._iter_relations()
 
+    def iter_sources(self) -> Iterator[Source]:
+        """Yield every stored source (placeholders of unfinished batches excluded)."""
+        return self._iter_sources()
+
+    def iter_mentions(self) -> Iterator[Mention]:
+        """Yield every mention (provenance edge), whatever its source's state."""
+        return self._iter_mentions()
+
     # ---- export (backend independent) -----------------------------------------------------
     def to_networkx(self):
         """Return the graph as a ``networkx.MultiDiGraph`` (entities as nodes, relations as keyed edges)."""
@@ -202,3 +210,9 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _iter_relations(self) -> Iterator[Relation]: ...
+
+    def _iter_sources(self) -> Iterator[Source]:
+        raise NotImplementedError(f"{type(self).__name__} cannot list its sources")
+
+    def _iter_mentions(self) -> Iterator[Mention]:
+        raise NotImplementedError(f"{type(self).__name__} cannot list its mentions")

@@ -12,14 +12,13 @@ one parameterised update. Values never enter query text: see :mod:`kgmm.store.qu
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,9 @@ from kgmm.schema import (
     Subgraph,
     normalize_name,
 )
-from kgmm.store import queries
+from kgmm.store import records
 from kgmm.store.base import GraphStore
+from kgmm.store.queries import ladybug as queries
 
 DATABASE_FILE = "graph.lbdb"
 # LadybugDB reserves 8 TiB of address space per database by default: only ~15 fit in one process.
@@ -46,10 +46,6 @@ _PAGE_SIZE = 10_000
 _SCAN_ROWS_PER_LOOKUP = 500
 # From this many new rows a COPY (plus the checkpoint its commit forces) beats LOAD FROM ... CREATE.
 _COPY_FROM_ROWS = 100_000
-_FUZZY_CUTOFF = 75.0
-_FUZZY_CEILING = 0.99  # 1.0 is kept for exact matches
-# Exact hits are ranked (name before alias before id) after the query, so it returns a few spare rows.
-_EXACT_MATCH_SLACK = 100
 # Columns of the Arrow tables that merge into stored entities and relations.
 _ENTITY_LISTS = (("id", "STRING"), ("aliases", "STRING[]"), ("ontology_ids", "STRING[]"), ("alias_keys", "STRING[]"))
 _RELATION_MERGE = (
@@ -69,14 +65,6 @@ class _SharedDatabase:
 
 _open_databases: dict[str, _SharedDatabase] = {}
 _open_lock = threading.Lock()
-
-
-@dataclass
-class _AliasIndex:
-    """Normalised names and aliases of every entity, for fuzzy lookups."""
-
-    keys: list[str] = field(default_factory=list)
-    refs: list[list[tuple[str, str]]] = field(default_factory=list)  # per key: (entity id, surface form)
 
 
 def _release(key: str, connection: Any) -> None:
@@ -101,142 +89,6 @@ def _arrow(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> An
     return pa.Table.from_pylist(rows, schema=pa.schema([(name, types[kind]) for name, kind in columns]))
 
 
-def _union(first: Iterable[str], second: Iterable[str]) -> list[str]:
-    """Return the order-stable union of two string lists."""
-    return list(dict.fromkeys([*first, *second]))
-
-
-def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _alias_keys(aliases: Iterable[str]) -> list[str]:
-    return [key for key in dict.fromkeys(normalize_name(alias) for alias in aliases) if key]
-
-
-def _entity_from_row(row: dict[str, Any]) -> Entity:
-    return Entity(
-        id=row["id"],
-        name=row["name"] or "",
-        type=row["type"] or "",
-        domain=row["domain"] or "",
-        aliases=list(row["aliases"] or []),
-        ontology_ids=list(row["ontology_ids"] or []),
-    )
-
-
-def _source_from_row(row: dict[str, Any], prefix: str = "source_") -> Source:
-    def value(column: str) -> Any:
-        return row[prefix + column]
-
-    return Source(
-        id=value("id"),
-        kind=value("kind"),
-        text=value("text") or "",
-        origin=value("origin") or "",
-        title=value("title") or "",
-        image_path=value("image_path"),
-        subject=value("subject"),
-        subject_type=value("subject_type"),
-        attributes=json.loads(value("attributes") or "{}"),
-        metadata=json.loads(value("metadata") or "{}"),
-    )
-
-
-def _relation_from_row(row: dict[str, Any]) -> Relation:
-    return Relation(
-        head=row["head"],
-        type=row["type"],
-        tail=row["tail"],
-        confidence=float(row["confidence"] if row["confidence"] is not None else 0.0),
-        extractor=row["extractor"] or "",
-        sources=list(row["sources"] or []),
-        sentences=list(row["sentences"] or []),
-    )
-
-
-def _to_json(source: Source, name: str, value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError) as e:
-        raise ValidationError(f"source {source.id!r}: {name} must be JSON-serialisable ({e})") from e
-
-
-def _merge_evidence(
-    sources: list[str], sentences: list[str], new_sources: Iterable[str], new_sentences: Iterable[str]
-) -> tuple[list[str], list[str]]:
-    """Return the union of two relations' sources and sentences.
-
-    When both sides keep one sentence per source, a new source brings its own sentence along, so the
-    lists stay aligned; otherwise each list is an order-stable union of its own.
-    """
-    new_sources, new_sentences = list(new_sources), list(new_sentences)
-    if len(sources) == len(sentences) and len(new_sources) == len(new_sentences):
-        merged_sources, merged_sentences = list(sources), list(sentences)
-        seen = set(merged_sources)
-        for source, sentence in zip(new_sources, new_sentences, strict=True):
-            if source not in seen:
-                seen.add(source)
-                merged_sources.append(source)
-                merged_sentences.append(sentence)
-        return merged_sources, merged_sentences
-    return _union(sources, new_sources), _union(sentences, new_sentences)
-
-
-def _merge_relations(relations: Iterable[Relation]) -> dict[tuple[str, str, str], Relation]:
-    """Fold repeated (head, type, tail) keys of one batch into one relation each."""
-    merged: dict[tuple[str, str, str], Relation] = {}
-    for relation in relations:
-        known = merged.get(relation.key)
-        if known is None:
-            sources, sentences = _merge_evidence([], [], relation.sources, relation.sentences)
-            merged[relation.key] = Relation(
-                head=relation.head,
-                type=relation.type,
-                tail=relation.tail,
-                confidence=float(relation.confidence),
-                extractor=relation.extractor,
-                sources=sources,
-                sentences=sentences,
-            )
-        else:
-            known.confidence = max(known.confidence, float(relation.confidence))
-            known.sources, known.sentences = _merge_evidence(
-                known.sources, known.sentences, relation.sources, relation.sentences
-            )
-    return merged
-
-
-def _merge_entities(entities: Iterable[Entity]) -> dict[str, Entity]:
-    """Fold repeated ids of one batch into one entity each (first name and type win)."""
-    merged: dict[str, Entity] = {}
-    for entity in entities:
-        known = merged.get(entity.id)
-        if known is None:
-            merged[entity.id] = Entity(
-                id=entity.id,
-                name=entity.name,
-                type=entity.type,
-                domain=entity.domain,
-                aliases=_union(entity.aliases, ()),
-                ontology_ids=_union(entity.ontology_ids, ()),
-            )
-        else:
-            _absorb(known, entity)
-    return merged
-
-
-def _absorb(known: Entity, incoming: Entity) -> bool:
-    """Merge ``incoming``'s aliases and ontology ids into ``known``; a different name becomes an alias."""
-    extra = [incoming.name] if incoming.name and incoming.name != known.name else []
-    aliases = _union(known.aliases, [*incoming.aliases, *extra])
-    ontology_ids = _union(known.ontology_ids, incoming.ontology_ids)
-    changed = aliases != known.aliases or ontology_ids != known.ontology_ids
-    known.aliases, known.ontology_ids = aliases, ontology_ids
-    return changed
-
-
 class EmbeddedStore(GraphStore):
     """A knowledge graph stored in a LadybugDB database inside the directory ``location``.
 
@@ -255,7 +107,7 @@ class EmbeddedStore(GraphStore):
         self.path = Path(location).expanduser()
         self.uri = str(self.path)
         self.read_only = bool(read_only)
-        self._alias_index: _AliasIndex | None = None
+        self._alias_index: records.AliasIndex | None = None
         self._relation_types: dict[str, str] = {}  # lower-case name -> name as created
         database_file = self._prepare_location()
         self._key = str(database_file.resolve())
@@ -374,7 +226,7 @@ class EmbeddedStore(GraphStore):
 
     def _existing_ids(self, query: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in _chunks(list(ids), _LOOKUP_CHUNK):
+        for chunk in records.chunks(list(ids), _LOOKUP_CHUNK):
             found.update(row["id"] for row in self._rows(query, {"ids": list(chunk)}, action="look up keys"))
         return found
 
@@ -437,15 +289,7 @@ class EmbeddedStore(GraphStore):
             batch.setdefault(source.id, source)
         present = self._existing_ids(queries.existing_source_ids(), list(batch))
         complete = self._existing_ids(queries.complete_source_ids(), list(present)) if present else set()
-        rows = [
-            {
-                "id": s.id, "kind": str(s.kind), "text": str(s.text), "origin": str(s.origin), "title": str(s.title),
-                "image_path": s.image_path, "subject": s.subject, "subject_type": s.subject_type,
-                "attributes": _to_json(s, "attributes", s.attributes), "metadata": _to_json(s, "metadata", s.metadata),
-            }
-            for source_id, s in batch.items()
-            if source_id not in complete
-        ]
+        rows = [records.source_row(s) for source_id, s in batch.items() if source_id not in complete]
         new = [row for row in rows if row["id"] not in present]
         placeholders = [row for row in rows if row["id"] in present]
         if rows:
@@ -458,25 +302,16 @@ class EmbeddedStore(GraphStore):
 
     def _upsert_entities(self, entities: list[Entity]) -> int:
         self._require_writable()
-        batch = _merge_entities(entities)
+        batch = records.merge_entities(entities)
         stored: dict[str, Entity] = {}
-        for chunk in _chunks(list(batch), _LOOKUP_CHUNK):
+        for chunk in records.chunks(list(batch), _LOOKUP_CHUNK):
             for row in self._rows(queries.entities_by_id(), {"ids": list(chunk)}, action="look up entities"):
-                stored[row["id"]] = _entity_from_row(row)
-        rows = [
-            {
-                "id": e.id, "name": str(e.name), "type": e.type, "domain": str(e.domain),
-                "aliases": [str(a) for a in e.aliases], "ontology_ids": [str(o) for o in e.ontology_ids],
-                "name_key": normalize_name(e.name), "alias_keys": _alias_keys(e.aliases),
-            }
-            for entity_id, e in batch.items()
-            if entity_id not in stored
-        ]
+                stored[row["id"]] = records.entity_from_row(row)
+        rows = [records.entity_row(e) for entity_id, e in batch.items() if entity_id not in stored]
         updates = [
-            {"id": known.id, "aliases": known.aliases, "ontology_ids": known.ontology_ids,
-             "alias_keys": _alias_keys(known.aliases)}
+            records.entity_list_update(known)
             for entity_id, known in stored.items()
-            if _absorb(known, batch[entity_id])
+            if records.absorb(known, batch[entity_id])
         ]
         if rows or updates:
             self._alias_index = None
@@ -491,22 +326,14 @@ class EmbeddedStore(GraphStore):
         self._require_writable()
         batch: dict[tuple[str, str, int, int], Mention] = {}
         for mention in mentions:
-            batch.setdefault((mention.entity_id, mention.source_id, int(mention.start), int(mention.end)), mention)
+            batch.setdefault(records.mention_key(mention), mention)
         entity_ids = list(dict.fromkeys(key[0] for key in batch))
         source_ids = list(dict.fromkeys(key[1] for key in batch))
         self._require_stored("entities", queries.existing_entity_ids(), entity_ids, "mentions")
         present = self._existing_ids(queries.existing_source_ids(), source_ids)
         missing_sources = [{"id": source_id} for source_id in source_ids if source_id not in present]
         stored = self._stored_mention_keys([source_id for source_id in source_ids if source_id in present])
-        rows = [
-            {
-                "entity_id": entity_id, "source_id": source_id, "start_char": start, "end_char": end,
-                "text": str(m.text), "sentence": str(m.sentence), "negated": bool(m.negated),
-                "uncertain": bool(m.uncertain),
-            }
-            for (entity_id, source_id, start, end), m in batch.items()
-            if (entity_id, source_id, start, end) not in stored
-        ]
+        rows = [records.mention_row(key, m) for key, m in batch.items() if key not in stored]
         if rows:
             with self._transaction("write mentions"):
                 if missing_sources:  # ingest writes a batch's sources last, as its completion mark
@@ -517,7 +344,7 @@ class EmbeddedStore(GraphStore):
 
     def _upsert_relations(self, relations: list[Relation]) -> int:
         self._require_writable()
-        batch = _merge_relations(relations)
+        batch = records.merge_relations(relations)
         self._check_relation_types({key[1] for key in batch})
         endpoints = list(dict.fromkeys(entity_id for head, _, tail in batch for entity_id in (head, tail)))
         self._require_stored("entities", queries.existing_entity_ids(), endpoints, "relations")
@@ -544,27 +371,11 @@ class EmbeddedStore(GraphStore):
         stored_edges = self._stored_relations(relation_type, relations)
         new, updates = [], []
         for relation in relations:
-            row = {
-                "head": relation.head, "tail": relation.tail, "confidence": float(relation.confidence),
-                "extractor": str(relation.extractor), "sources": [str(s) for s in relation.sources],
-                "sentences": [str(s) for s in relation.sentences],
-            }
+            row = records.relation_row(relation)
             stored = stored_edges.get((relation.head, relation.tail))
             if stored is None:
                 new.append(row)
-                continue
-            sources, sentences = _merge_evidence(
-                stored["sources"] or [], stored["sentences"] or [], row["sources"], row["sentences"]
-            )
-            merged = {
-                "head": relation.head, "tail": relation.tail,
-                "confidence": max(float(stored["confidence"] or 0.0), row["confidence"]),
-                "sources": sources,
-                "sentences": sentences,
-            }
-            if (merged["confidence"], merged["sources"], merged["sentences"]) != (
-                stored["confidence"], stored["sources"], stored["sentences"]
-            ):
+            elif (merged := records.merge_stored_relation(stored, row)) is not None:
                 updates.append(merged)
         return new, updates
 
@@ -582,7 +393,7 @@ class EmbeddedStore(GraphStore):
     def _stored_mention_keys(self, source_ids: list[str]) -> set[tuple[str, str, int, int]]:
         stored: set[tuple[str, str, int, int]] = set()
         if self._scan_is_cheaper(queries.count_mentions(), len(source_ids)):
-            for chunk in _chunks(source_ids, _LOOKUP_CHUNK):
+            for chunk in records.chunks(source_ids, _LOOKUP_CHUNK):
                 for row in self._rows(queries.mention_keys_of_sources(), {"ids": list(chunk)}, action="look up mentions"):
                     stored.add((row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
             return stored
@@ -634,82 +445,39 @@ class EmbeddedStore(GraphStore):
 
     def _entities_by_id(self, entity_ids: Sequence[str]) -> dict[str, Entity]:
         found: dict[str, Entity] = {}
-        for chunk in _chunks(list(dict.fromkeys(entity_ids)), _LOOKUP_CHUNK):
+        for chunk in records.chunks(list(dict.fromkeys(entity_ids)), _LOOKUP_CHUNK):
             for row in self._rows(queries.entities_by_id(), {"ids": list(chunk)}, action="read entities"):
-                found[row["id"]] = _entity_from_row(row)
+                found[row["id"]] = records.entity_from_row(row)
         return found
 
     def _get_sources(self, source_ids: list[str]) -> dict[str, Source]:
         found: dict[str, Source] = {}
-        for chunk in _chunks(source_ids, _LOOKUP_CHUNK):
+        for chunk in records.chunks(source_ids, _LOOKUP_CHUNK):
             for row in self._rows(queries.sources_by_id(), {"ids": list(chunk)}, action="read sources"):
-                source = _source_from_row(row)
+                source = records.source_from_row(row)
                 found[source.id] = source
         return found
 
     def _find_entities(self, name: str, limit: int, fuzzy: bool) -> list[EntityMatch]:
         key = normalize_name(name)
         rows = self._rows(
-            queries.entity_by_exact_key(), {"raw": name, "key": key, "limit": limit + _EXACT_MATCH_SLACK},
+            queries.entity_by_exact_key(), {"raw": name, "key": key, "limit": limit + records.EXACT_MATCH_SLACK},
             action="find entities",
         )
-        ranked = []
-        for row in rows:
-            entity = _entity_from_row(row)
-            if normalize_name(entity.name) == key and key:
-                ranked.append((0, entity, entity.name))
-            elif key and (alias := next((a for a in entity.aliases if normalize_name(a) == key), None)) is not None:
-                ranked.append((1, entity, alias))
-            else:
-                ranked.append((2, entity, entity.id))
-        ranked.sort(key=lambda item: (item[0], item[1].id))
-        matches = [EntityMatch(entity=entity, score=1.0, matched=matched) for _, entity, matched in ranked]
+        matches = records.rank_exact_matches(rows, key)
         if fuzzy and key and len(matches) < limit:
-            matches += self._fuzzy_matches(key, limit - len(matches), {m.entity.id for m in matches})
+            if self._alias_index is None:
+                self._alias_index = records.AliasIndex.build(self._rows(queries.entity_names(), {}, action="read entity names"))
+            best = self._alias_index.best(key, limit - len(matches), {m.entity.id for m in matches})
+            entities = self._entities_by_id([entity_id for entity_id, _, _ in best])
+            matches += [EntityMatch(entity=entities[entity_id], score=score, matched=surface)
+                        for entity_id, score, surface in best if entity_id in entities]
         return matches[:limit]
-
-    def _fuzzy_matches(self, key: str, limit: int, exclude: set[str]) -> list[EntityMatch]:
-        from rapidfuzz import fuzz, process
-
-        index = self._alias_index if self._alias_index is not None else self._build_alias_index()
-        best: dict[str, tuple[float, str]] = {}
-        candidates = process.extract(
-            key, index.keys, scorer=fuzz.WRatio, limit=limit * 4 + 8, score_cutoff=_FUZZY_CUTOFF
-        )
-        for _, score, position in candidates:
-            for entity_id, surface in index.refs[position]:
-                if entity_id not in exclude and score > best.get(entity_id, (-1.0, ""))[0]:
-                    best[entity_id] = (score, surface)
-        chosen = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
-        entities = self._entities_by_id([entity_id for entity_id, _ in chosen])
-        return [
-            EntityMatch(entity=entities[entity_id], score=min(_FUZZY_CEILING, score / 100.0), matched=surface)
-            for entity_id, (score, surface) in chosen
-            if entity_id in entities
-        ]
-
-    def _build_alias_index(self) -> _AliasIndex:
-        positions: dict[str, int] = {}
-        index = _AliasIndex()
-        for row in self._rows(queries.entity_names(), {}, action="read entity names"):
-            for surface in [row["name"] or "", *(row["aliases"] or [])]:
-                key = normalize_name(surface)
-                if not key:
-                    continue
-                position = positions.get(key)
-                if position is None:
-                    position = positions[key] = len(index.keys)
-                    index.keys.append(key)
-                    index.refs.append([])
-                if all(ref[0] != row["id"] for ref in index.refs[position]):
-                    index.refs[position].append((row["id"], surface))
-        self._alias_index = index
-        return index
 
     def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph:
         seeds = list(dict.fromkeys(str(entity_id) for entity_id in entity_ids))
         node_of: dict[str, int] = {}
-        for chunk in _chunks(seeds, _LOOKUP_CHUNK):
+        for chunk in records.chunks(seeds, _LOOKUP_CHUNK):
             for row in self._rows(queries.entity_nodes(), {"ids": list(chunk)}, action="look up entities"):
                 node_of[row["id"]] = row["node"]
         chosen = [entity_id for entity_id in seeds if entity_id in node_of][:limit]
@@ -735,7 +503,7 @@ class EmbeddedStore(GraphStore):
         if len(chosen) > 1 and has_relations:
             rows = self._rows(queries.relations_among(), {"nodes": [node_of[e] for e in chosen]}, action="read relations")
             position = {entity_id: i for i, entity_id in enumerate(chosen)}
-            relations = sorted((_relation_from_row(row) for row in rows),
+            relations = sorted((records.relation_from_row(row) for row in rows),
                                key=lambda r: (position[r.head], position[r.tail], r.type))
         return Subgraph(entities=[entities[entity_id] for entity_id in chosen], relations=relations)
 
@@ -770,26 +538,11 @@ class EmbeddedStore(GraphStore):
             )
             for rel in rels
         ]
-        return Subgraph(entities=[_entity_from_row(node) for node in nodes], relations=relations)
+        return Subgraph(entities=[records.entity_from_row(node) for node in nodes], relations=relations)
 
     def _mentions(self, entity_id: str, limit: int) -> list[tuple[Mention, Source]]:
         rows = self._rows(queries.mentions_of_entity(), {"entity_id": entity_id, "limit": limit}, action="read mentions")
-        return [
-            (
-                Mention(
-                    entity_id=entity_id,
-                    source_id=row["source_id"],
-                    start=row["start_char"],
-                    end=row["end_char"],
-                    text=row["text"] or "",
-                    sentence=row["sentence"] or "",
-                    negated=bool(row["negated"]),
-                    uncertain=bool(row["uncertain"]),
-                ),
-                _source_from_row(row),
-            )
-            for row in rows
-        ]
+        return [(records.mention_from_row(entity_id, row), records.source_from_row(row)) for row in rows]
 
     def _stats(self) -> GraphStats:
         entities_by_type = {row["type"]: row["n"] for row in self._rows(queries.count_entities_by_type(), {})}
@@ -847,3 +600,24 @@ class _NoConnection:
 
     def close(self) -> None:
         return None
+
+
+def _iter_sources(self: EmbeddedStore) -> Iterator[Source]:
+    after = ""
+    while True:
+        page = self._rows(queries.source_page(), {"after": after, "limit": _PAGE_SIZE}, action="read sources")
+        if not page:
+            return
+        yield from (records.source_from_row(row) for row in page)
+        after = page[-1]["source_id"]
+
+
+def _iter_mentions(self: EmbeddedStore) -> Iterator[Mention]:
+    for window in self._node_ranges():
+        rows = self._rows(queries.mention_range(), window, action="read mentions")
+        rows.sort(key=lambda row: (row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
+        yield from (records.mention_from_row(row["entity_id"], row) for row in rows)
+
+
+EmbeddedStore._iter_sources = _iter_sources
+EmbeddedStore._iter_mentions = _iter_mentions

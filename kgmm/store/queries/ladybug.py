@@ -1,4 +1,4 @@
-"""Every Cypher statement of the embedded (LadybugDB) backend, as small query-building functions.
+"""The Cypher of the embedded (LadybugDB) backend, as small query-building functions.
 
 Values always travel as ``$parameters``, or as the Arrow table a ``LOAD FROM $rows`` or ``COPY ... FROM
 $rows`` reads; the only text ever spliced into a query is a relation type checked by
@@ -344,4 +344,21 @@ def relation_range() -> str:
     return (
         f"MATCH (a:{ENTITY})-[r]->(b:{ENTITY}) WHERE offset(id(a)) >= $start AND offset(id(a)) < $stop "
         f"RETURN {_RELATION_FIELDS}"
+    )
+
+
+def source_page() -> str:
+    """Return up to ``$limit`` complete sources with ids after ``$after``, in id order."""
+    return (
+        f"MATCH (s:{SOURCE}) WHERE s.id > $after AND s.kind IS NOT NULL "
+        f"RETURN {_SOURCE_FIELDS} ORDER BY s.id LIMIT $limit"
+    )
+
+
+def mention_range() -> str:
+    """Return the mentions of the entities whose internal offsets are in [``$start``, ``$stop``)."""
+    return (
+        f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) WHERE offset(id(e)) >= $start AND offset(id(e)) < $stop "
+        "RETURN e.id AS entity_id, s.id AS source_id, m.start_char AS start_char, m.end_char AS end_char, m.text AS text, "
+        "m.sentence AS sentence, m.negated AS negated, m.uncertain AS uncertain"
     )

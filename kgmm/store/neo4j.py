@@ -1,0 +1,514 @@
+"""The server graph store: Neo4j 5 over Bolt, through the official ``neo4j`` driver.
+
+Entities are ``:Entity`` nodes that also carry their type as a label (``:Entity:Drug``); relations are
+typed relationships (``:TREATS``); sources are ``:Source`` nodes linked by ``MENTIONED_IN``. Uniqueness
+constraints on ``Entity.id`` and ``Source.id`` are created on first use (``IF NOT EXISTS``), or must
+already exist (``graph/schema.cypher``) when the user may not change the schema.
+
+Every upsert is one managed transaction (``session.execute_write``, retried by the driver on transient
+errors and lost connections): it reads what is stored for the batch's keys, merges with the same rules
+as every backend (:mod:`kgmm.store.records`), and writes with batched ``UNWIND $rows ... MERGE``. A
+transaction that did not commit leaves nothing behind, and writing a batch again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from kgmm.errors import MissingDependencyError, StoreError, ValidationError
+from kgmm.schema import Entity, EntityMatch, GraphStats, Mention, Relation, Source, Subgraph, normalize_name
+from kgmm.store import records
+from kgmm.store.base import GraphStore
+from kgmm.store.queries import neo4j as queries
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 5_000
+_PAGE_SIZE = 10_000
+_WRITE_CLAUSE = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE|DROP|LOAD\s+CSV)\b", re.IGNORECASE)
+_SCHEMA_FIX = (
+    "ask an administrator to run graph/schema.cypher once (cypher-shell -f graph/schema.cypher), "
+    "or connect as a user who may create constraints"
+)
+
+
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """Return ``uri`` without its user-info part, and the user and password it carried (or None)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri, None, None
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, unquote(parts.username) if parts.username else None, unquote(parts.password) if parts.password else None
+
+
+def _plain(value: Any) -> Any:
+    """Return a driver value as plain Python (nodes and relationships as dicts of their properties)."""
+    from neo4j.graph import Node, Path, Relationship
+
+    if isinstance(value, Node):
+        return {**{k: _plain(v) for k, v in value.items()}, "_labels": sorted(value.labels)}
+    if isinstance(value, Relationship):
+        return {**{k: _plain(v) for k, v in value.items()}, "_type": value.type}
+    if isinstance(value, Path):
+        return {"nodes": [_plain(n) for n in value.nodes], "relationships": [_plain(r) for r in value.relationships]}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "to_native"):  # neo4j.time values
+        return value.to_native()
+    return value
+
+
+class Neo4jStore(GraphStore):
+    """A knowledge graph stored in a Neo4j 5 database (or any server that speaks Bolt and Neo4j 5 Cypher).
+
+    Args:
+        uri (str): ``bolt://``, ``neo4j://`` (a cluster) or their ``+s`` / ``+ssc`` secure forms; may carry
+            ``user:password@``.
+        user (str, optional): overrides the URI's user; else ``$NEO4J_USER``, else ``neo4j``.
+        password (str, optional): overrides the URI's password; else ``$NEO4J_PASSWORD``. There is no default.
+        database (str, optional): the database to use; else ``$NEO4J_DATABASE``, else the server's default.
+        read_only (bool, optional): refuse writes and route reads to any cluster member. (default: :obj:`False`)
+        batch_size (int, optional): rows per ``UNWIND`` statement of a write. (default: 5000)
+        retry_seconds (float, optional): how long the driver retries a transaction after transient errors or a
+            lost connection before giving up. (default: 30)
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        read_only: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        retry_seconds: float = 30.0,
+        connection_timeout: float = 10.0,
+    ) -> None:
+        try:
+            import neo4j
+        except ImportError as e:  # pragma: no cover - neo4j is a core dependency
+            raise MissingDependencyError("neo4j", "neo4j") from e
+        self._neo4j = neo4j
+        bare, uri_user, uri_password = split_credentials(str(uri).strip())
+        self.uri = bare
+        self.user = user or uri_user or os.environ.get("NEO4J_USER") or "neo4j"
+        secret = password if password is not None else uri_password
+        if secret is None:
+            secret = os.environ.get("NEO4J_PASSWORD")
+        self.database = database or os.environ.get("NEO4J_DATABASE") or None
+        self.read_only = bool(read_only)
+        if int(batch_size) < 1:
+            raise ValidationError(f"expected a batch size of at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self._alias_index: records.AliasIndex | None = None
+        auth = (self.user, secret) if secret is not None else None
+        try:
+            self._driver = neo4j.GraphDatabase.driver(
+                bare, auth=auth, max_transaction_retry_time=float(retry_seconds),
+                connection_timeout=float(connection_timeout), user_agent="kgmm",
+            )
+        except (neo4j.exceptions.ConfigurationError, ValueError) as e:
+            raise StoreError(f"cannot use the store URI {self.uri}: {e} (expected bolt://host:7687 or neo4j://host:7687)") from e
+        try:
+            self._check_server(has_password=secret is not None)
+            if not self.read_only:
+                self._prepare_schema()
+        except BaseException:
+            self._driver.close()
+            raise
+
+    def __repr__(self) -> str:
+        database = f", database={self.database!r}" if self.database else ""
+        return f"{type(self).__name__}({self.uri!r}{database})"
+
+    @property
+    def where(self) -> str:
+        """The URI and database, as error messages name them."""
+        return f"{self.uri} (database {self.database})" if self.database else self.uri
+
+    def close(self) -> None:
+        """Close the driver and its connections."""
+        driver = getattr(self, "_driver", None)
+        if driver is not None:
+            driver.close()
+
+    # ---- errors -----------------------------------------------------------------------------
+    def _failure(self, error: Exception, action: str, *, has_password: bool = True) -> StoreError:
+        """Return the one-sentence StoreError for a driver error, naming the URI and the fix."""
+        exceptions = self._neo4j.exceptions
+        code = getattr(error, "code", None) or ""
+        message = " ".join(str(getattr(error, "message", None) or error).split())  # one line
+        if isinstance(error, exceptions.AuthError) or code.startswith("Neo.ClientError.Security.Unauthorized"):
+            fix = ("set NEO4J_PASSWORD (and NEO4J_USER or --user), or put them in the URI as bolt://user:password@host:7687"
+                   if not has_password else "check --user / NEO4J_USER and NEO4J_PASSWORD")
+            return StoreError(f"the server at {self.uri} refused user {self.user!r} (wrong user or password): {fix}")
+        if code == "Neo.ClientError.Database.DatabaseNotFound":
+            return StoreError(
+                f"the server at {self.uri} has no database {self.database!r}: create it (CREATE DATABASE "
+                f"{self.database}) or pass an existing one with --database / NEO4J_DATABASE"
+            )
+        if isinstance(error, exceptions.ServiceUnavailable | exceptions.SessionExpired):
+            return StoreError(
+                f"could not {action}: cannot reach the Neo4j server at {self.uri} ({message}); check that it is "
+                "running and the host and port are right (docker compose -f graph/docker-compose.yml up -d starts one)"
+                + ("; nothing of the unfinished write was kept, so run the command again" if action.startswith("write") else "")
+            )
+        if isinstance(error, exceptions.Forbidden) or code.startswith("Neo.ClientError.Security"):
+            return StoreError(f"could not {action} on {self.where}: the user {self.user!r} is not allowed to ({message})")
+        if isinstance(error, exceptions.ConstraintError):
+            return StoreError(f"could not {action} on {self.where}: a uniqueness constraint refused it ({message})")
+        return StoreError(f"could not {action} on {self.where}: {message}")
+
+    def _run(self, work: Callable[[Any], Any], *, write: bool, action: str) -> Any:
+        """Run ``work(tx)`` in one managed transaction (retried by the driver on transient errors)."""
+        exceptions = self._neo4j.exceptions
+        if write and self.read_only:
+            raise StoreError(f"the store at {self.where} was opened read-only; open it with read_only=False to write")
+        try:
+            with self._driver.session(database=self.database, default_access_mode="WRITE" if write else "READ") as session:
+                return session.execute_write(work) if write else session.execute_read(work)
+        except (exceptions.Neo4jError, exceptions.DriverError) as e:
+            raise self._failure(e, action) from e
+
+    def _read(self, query: str, parameters: dict[str, Any], *, action: str = "read") -> list[dict[str, Any]]:
+        return self._run(lambda tx: tx.run(query, parameters).data(), write=False, action=action)
+
+    # ---- opening ----------------------------------------------------------------------------
+    def _check_server(self, *, has_password: bool) -> None:
+        exceptions = self._neo4j.exceptions
+        try:
+            with self._driver.session(database=self.database, default_access_mode="READ") as session:
+                components = session.run(queries.server_components()).data()
+        except (exceptions.Neo4jError, exceptions.DriverError) as e:
+            raise self._failure(e, "connect", has_password=has_password) from e
+        for component in components:
+            versions = component.get("versions") or []
+            major = versions[0].split(".")[0] if versions else ""
+            if major.isdigit() and int(major) < 5:
+                raise StoreError(
+                    f"the server at {self.uri} runs Neo4j {versions[0]}; kgmm needs Neo4j 5 or later "
+                    "(its constraint syntax and Cypher): upgrade the server, or use a directory for the embedded store"
+                )
+
+    def _prepare_schema(self) -> None:
+        """Create the constraints and indexes (idempotent); require the uniqueness constraints to exist."""
+        exceptions = self._neo4j.exceptions
+        refused: list[str] = []
+        with self._driver.session(database=self.database) as session:
+            for statement in queries.SCHEMA:
+                try:
+                    session.run(statement).consume()
+                except exceptions.Neo4jError as e:
+                    refused.append(getattr(e, "message", None) or str(e))
+        if not refused:
+            return
+        try:
+            rows = self._read(queries.show_constraints(), {}, action="list constraints")
+        except StoreError as e:
+            raise StoreError(
+                f"could not create kgmm's constraints on {self.where} ({refused[0]}) nor list the existing ones ({e}); "
+                f"{_SCHEMA_FIX}"
+            ) from e
+        present = {
+            (label, prop)
+            for row in rows
+            if "UNIQUE" in str(row.get("type", "")).upper()
+            for label in row.get("labelsOrTypes") or []
+            for prop in row.get("properties") or []
+        }
+        missing = [f":{label}({prop})" for label, prop in queries.REQUIRED_CONSTRAINTS if (label, prop) not in present]
+        if missing:
+            raise StoreError(
+                f"{self.where} has no uniqueness constraint on {' and '.join(missing)} and creating it failed "
+                f"({refused[0]}): without it writes are slow and may duplicate entities; {_SCHEMA_FIX}"
+            )
+        log.info("kgmm: %s refused optional schema statements (%s); continuing without them", self.where, refused)
+
+    # ---- writes -----------------------------------------------------------------------------
+    def _write_rows(self, tx: Any, query: str, rows: list[dict[str, Any]]) -> None:
+        for chunk in records.chunks(rows, self.batch_size):
+            tx.run(query, {"rows": list(chunk)}).consume()
+
+    def _lookup(self, tx: Any, query: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for chunk in records.chunks(list(ids), self.batch_size):
+            found.extend(tx.run(query, {"ids": list(chunk)}).data())
+        return found
+
+    def _require_stored(self, tx: Any, ids: list[str], writing: str) -> None:
+        stored = {row["id"] for row in self._lookup(tx, queries.existing_entity_ids(), ids)}
+        missing = [key for key in ids if key not in stored]
+        if missing:
+            shown = ", ".join(repr(key) for key in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise StoreError(
+                f"cannot write {writing} to the store at {self.where}: {len(missing)} entities not stored ({shown}); "
+                "upsert the entities first"
+            )
+
+    def _upsert_sources(self, sources: list[Source]) -> int:
+        batch: dict[str, Source] = {}
+        for source in sources:
+            batch.setdefault(source.id, source)
+        rows_of = {source_id: records.source_row(source) for source_id, source in batch.items()}
+
+        def work(tx: Any) -> int:
+            complete = {row["id"] for row in self._lookup(tx, queries.complete_source_ids(), list(batch))}
+            rows = [row for source_id, row in rows_of.items() if source_id not in complete]
+            self._write_rows(tx, queries.write_sources(), rows)
+            return len(rows)
+
+        return self._run(work, write=True, action="write sources")
+
+    def _upsert_entities(self, entities: list[Entity]) -> int:
+        batch = records.merge_entities(entities)
+        for entity in batch.values():
+            queries.label(entity.type, kind="entity type")
+
+        def work(tx: Any) -> int:
+            stored = {row["id"]: records.entity_from_row(row) for row in self._lookup(tx, queries.entities_by_id(), list(batch))}
+            by_type: dict[str, list[dict[str, Any]]] = {}
+            for entity_id, entity in batch.items():
+                if entity_id not in stored:
+                    by_type.setdefault(entity.type, []).append(records.entity_row(entity))
+            for entity_type, rows in by_type.items():
+                self._write_rows(tx, queries.create_entities(entity_type), rows)
+            updates = [
+                records.entity_list_update(known)
+                for entity_id, known in stored.items()
+                if records.absorb(known, batch[entity_id])
+            ]
+            self._write_rows(tx, queries.update_entity_lists(), updates)
+            return sum(len(rows) for rows in by_type.values())
+
+        self._alias_index = None
+        return self._run(work, write=True, action="write entities")
+
+    def _upsert_mentions(self, mentions: list[Mention]) -> int:
+        batch: dict[tuple[str, str, int, int], Mention] = {}
+        for mention in mentions:
+            batch.setdefault(records.mention_key(mention), mention)
+        entity_ids = list(dict.fromkeys(key[0] for key in batch))
+        source_ids = list(dict.fromkeys(key[1] for key in batch))
+
+        def work(tx: Any) -> int:
+            self._require_stored(tx, entity_ids, "mentions")
+            present = {row["id"] for row in self._lookup(tx, queries.existing_source_ids(), source_ids)}
+            stored = {
+                (row["entity_id"], row["source_id"], row["start_char"], row["end_char"])
+                for row in self._lookup(tx, queries.mention_keys_of_sources(), [s for s in source_ids if s in present])
+            }
+            rows = [records.mention_row(key, m) for key, m in batch.items() if key not in stored]
+            if rows:
+                missing = [source_id for source_id in source_ids if source_id not in present]
+                for chunk in records.chunks(missing, self.batch_size):  # sources come last in an ingest batch
+                    tx.run(queries.create_source_placeholders(), {"ids": list(chunk)}).consume()
+                self._write_rows(tx, queries.create_mentions(), rows)
+            return len(rows)
+
+        return self._run(work, write=True, action="write mentions")
+
+    def _upsert_relations(self, relations: list[Relation]) -> int:
+        batch = records.merge_relations(relations)
+        by_type: dict[str, list[Relation]] = {}
+        for relation in batch.values():
+            queries.label(relation.type, kind="relation type")
+            by_type.setdefault(relation.type, []).append(relation)
+        endpoints = list(dict.fromkeys(entity_id for head, _, tail in batch for entity_id in (head, tail)))
+
+        def work(tx: Any) -> int:
+            self._require_stored(tx, endpoints, "relations")
+            created = 0
+            for relation_type, group in by_type.items():
+                rows = [records.relation_row(relation) for relation in group]
+                stored: dict[tuple[str, str], dict[str, Any]] = {}
+                for chunk in records.chunks(rows, self.batch_size):
+                    pairs = [{"head": row["head"], "tail": row["tail"]} for row in chunk]
+                    for found in tx.run(queries.relations_between(relation_type), {"rows": pairs}).data():
+                        stored[(found["head"], found["tail"])] = found
+                new = [row for row in rows if (row["head"], row["tail"]) not in stored]
+                updates = [
+                    merged
+                    for row in rows
+                    if (known := stored.get((row["head"], row["tail"]))) is not None
+                    and (merged := records.merge_stored_relation(known, row)) is not None
+                ]
+                self._write_rows(tx, queries.merge_relations(relation_type), new)
+                self._write_rows(tx, queries.update_relations(relation_type), updates)
+                created += len(new)
+            return created
+
+        return self._run(work, write=True, action="write relations")
+
+    def _known_sources(self, source_ids: list[str]) -> set[str]:
+        return self._run(
+            lambda tx: {row["id"] for row in self._lookup(tx, queries.complete_source_ids(), source_ids)},
+            write=False, action="look up sources",
+        )
+
+    # ---- reads ------------------------------------------------------------------------------
+    def _entities_by_id(self, entity_ids: Sequence[str]) -> dict[str, Entity]:
+        ids = list(dict.fromkeys(entity_ids))
+        rows = self._run(lambda tx: self._lookup(tx, queries.entities_by_id(), ids), write=False, action="read entities")
+        return {row["id"]: records.entity_from_row(row) for row in rows}
+
+    def _get_entity(self, entity_id: str) -> Entity | None:
+        return self._entities_by_id([entity_id]).get(entity_id)
+
+    def _get_sources(self, source_ids: list[str]) -> dict[str, Source]:
+        rows = self._run(lambda tx: self._lookup(tx, queries.sources_by_id(), source_ids), write=False, action="read sources")
+        return {row["source_id"]: records.source_from_row(row) for row in rows}
+
+    def _find_entities(self, name: str, limit: int, fuzzy: bool) -> list[EntityMatch]:
+        key = normalize_name(name)
+        rows = self._read(queries.entity_by_exact_key(), {"raw": name, "key": key, "limit": limit + records.EXACT_MATCH_SLACK},
+                          action="find entities")
+        matches = records.rank_exact_matches(rows, key)
+        if fuzzy and key and len(matches) < limit:
+            if self._alias_index is None:
+                self._alias_index = records.AliasIndex.build(self._read(queries.entity_names(), {}, action="read entity names"))
+            best = self._alias_index.best(key, limit - len(matches), {m.entity.id for m in matches})
+            entities = self._entities_by_id([entity_id for entity_id, _, _ in best])
+            matches += [EntityMatch(entity=entities[entity_id], score=score, matched=surface)
+                        for entity_id, score, surface in best if entity_id in entities]
+        return matches[:limit]
+
+    def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph:
+        seeds = list(dict.fromkeys(str(entity_id) for entity_id in entity_ids))
+
+        def work(tx: Any) -> Subgraph:
+            entities = {row["id"]: records.entity_from_row(row) for row in self._lookup(tx, queries.entities_by_id(), seeds)}
+            chosen = [entity_id for entity_id in seeds if entity_id in entities][:limit]
+            if not chosen:
+                return Subgraph()
+            frontier = list(chosen)
+            for _ in range(hops):
+                if len(chosen) >= limit or not frontier:
+                    break
+                counts: Counter = Counter()
+                for row in tx.run(queries.neighbor_counts(), {"ids": frontier}).data():
+                    counts[row["id"]] += row["edges"]
+                visited = set(chosen)
+                ranked = sorted((e for e in counts if e not in visited), key=lambda e: (-counts[e], e))
+                frontier = ranked[: limit - len(chosen)]
+                chosen.extend(frontier)
+            missing = [entity_id for entity_id in chosen if entity_id not in entities]
+            for row in self._lookup(tx, queries.entities_by_id(), missing):
+                entities[row["id"]] = records.entity_from_row(row)
+            relations: list[Relation] = []
+            if len(chosen) > 1:
+                position = {entity_id: i for i, entity_id in enumerate(chosen)}
+                rows = tx.run(queries.relations_among(), {"ids": chosen}).data()
+                relations = sorted((records.relation_from_row(row) for row in rows),
+                                   key=lambda r: (position[r.head], position[r.tail], r.type))
+            return Subgraph(entities=[entities[entity_id] for entity_id in chosen], relations=relations)
+
+        return self._run(work, write=False, action="read a subgraph")
+
+    def _relation_types(self) -> list[str]:
+        rows = self._read(queries.relationship_types(), {}, action="list relationship types")
+        return sorted(row["type"] for row in rows if row["type"] != queries.MENTIONED_IN and row["type"])
+
+    def _shortest_path(self, source_id: str, target_id: str, max_hops: int) -> Subgraph | None:
+        if source_id == target_id:
+            entity = self._get_entity(source_id)
+            return Subgraph(entities=[entity]) if entity is not None else None
+        relation_types = [t for t in self._relation_types() if t not in queries.RESERVED]
+        if not relation_types:
+            return None
+        rows = self._read(queries.shortest_path(relation_types, max_hops),
+                          {"source_id": source_id, "target_id": target_id}, action="find a path")
+        if not rows:
+            return None
+        entities = self._entities_by_id(rows[0]["ids"])
+        return Subgraph(
+            entities=[entities[entity_id] for entity_id in rows[0]["ids"]],
+            relations=[records.relation_from_row(rel) for rel in rows[0]["rels"]],
+        )
+
+    def _mentions(self, entity_id: str, limit: int) -> list[tuple[Mention, Source]]:
+        rows = self._read(queries.mentions_of_entity(), {"entity_id": entity_id, "limit": limit}, action="read mentions")
+        return [(records.mention_from_row(entity_id, row), records.source_from_row(row)) for row in rows]
+
+    def _stats(self) -> GraphStats:
+        def work(tx: Any) -> GraphStats:
+            entities_by_type = {row["type"]: row["n"] for row in tx.run(queries.count_entities_by_type()).data()}
+            relations_by_type = {row["type"]: row["n"] for row in tx.run(queries.count_relations_by_type()).data()
+                                 if row["n"] and row["type"] != queries.MENTIONED_IN}
+            sources_by_kind = {row["kind"]: row["n"] for row in tx.run(queries.count_sources_by_kind()).data()}
+            mentions = tx.run(queries.count_mentions()).data()[0]["n"]
+            return GraphStats(
+                entities=sum(entities_by_type.values()),
+                relations=sum(relations_by_type.values()),
+                documents=sources_by_kind.get("document", 0),
+                images=sources_by_kind.get("image", 0),
+                mentions=mentions,
+                entities_by_type=dict(sorted(entities_by_type.items())),
+                relations_by_type=dict(sorted(relations_by_type.items())),
+            )
+
+        return self._run(work, write=False, action="count the graph")
+
+    def _cypher(self, query: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        writes = bool(_WRITE_CLAUSE.search(query))
+
+        def work(tx: Any) -> list[dict[str, Any]]:
+            result = tx.run(query, parameters)
+            return [{key: _plain(value) for key, value in record.items()} for record in result]
+
+        rows = self._run(work, write=writes, action="run the Cypher query")
+        if writes:
+            self._alias_index = None  # the query may have changed entity names
+        return rows
+
+    def _entity_pages(self) -> Iterator[list[dict[str, Any]]]:
+        after = ""
+        while True:
+            page = self._read(queries.entity_page(), {"after": after, "limit": _PAGE_SIZE}, action="read entities")
+            if not page:
+                return
+            yield page
+            after = page[-1]["id"]
+
+    def _iter_entities(self) -> Iterator[Entity]:
+        for page in self._entity_pages():
+            yield from (records.entity_from_row(row) for row in page)
+
+    def _iter_relations(self) -> Iterator[Relation]:
+        for page in self._entity_pages():
+            ids = [row["id"] for row in page]
+            rows = self._read(queries.relations_of_heads(), {"ids": ids}, action="read relations")
+            yield from sorted((records.relation_from_row(row) for row in rows), key=lambda r: (r.type, r.head, r.tail))
+
+
+def _iter_sources(self: Neo4jStore) -> Iterator[Source]:
+    after = ""
+    while True:
+        page = self._read(queries.source_page(), {"after": after, "limit": _PAGE_SIZE}, action="read sources")
+        if not page:
+            return
+        yield from (records.source_from_row(row) for row in page)
+        after = page[-1]["source_id"]
+
+
+def _iter_mentions(self: Neo4jStore) -> Iterator[Mention]:
+    for page in self._entity_pages():
+        rows = self._read(queries.mentions_of_entities(), {"ids": [row["id"] for row in page]}, action="read mentions")
+        rows.sort(key=lambda row: (row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
+        yield from (records.mention_from_row(row["entity_id"], row) for row in rows)
+
+
+Neo4jStore._iter_sources = _iter_sources
+Neo4jStore._iter_mentions = _iter_mentions
