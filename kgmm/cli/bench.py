@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, emit
+from kgmm.cli.output import DatabaseOption, JsonOption, UserOption, emit
 from kgmm.cli.training import render_metrics
 
-bench_app = typer.Typer(help="Benchmarks: ingest speed, start-up time.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: ingest speed, start-up time, graph store loads and reads.", no_args_is_help=True)
 
 
 @bench_app.command("ingest")
@@ -37,3 +37,33 @@ def bench_startup(
     from kgmm.bench import bench_startup as run
 
     emit({"title": "start-up", **run(repeats)}, as_json, render_metrics)
+
+
+@bench_app.command("store")
+def bench_store(
+    store: str | None = typer.Option(
+        None, "--store", "-s",
+        help="Where to load: a new or empty folder (embedded; default: a temporary one), a bolt:// URI of an empty "
+        "database (emptied again after), or 'arcadedb' (a temporary ArcadeDB server from graph/bolt_server.py).",
+    ),
+    triples: Path = typer.Option(Path("../shared/data/metaqa/kb.txt"), "--triples",
+                                 help="Triples file, head|relation|tail or TAB-separated (default: MetaQA's kb.txt)."),
+    compare_graphrag: bool = typer.Option(False, "--compare-graphrag",
+                                          help="Also load it with neo4j-graphrag's Neo4jWriter (Bolt stores only)."),
+    user: str | None = UserOption,
+    database: str | None = DatabaseOption,
+    graphrag_database: str | None = typer.Option(
+        None, "--graphrag-database", help="An empty database for Neo4jWriter (else the same one, emptied first)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per write statement of a Bolt store."),
+    movies: int = typer.Option(3, "--movies", help="Movies whose 2-hop neighbourhood is timed."),
+    repeats: int = typer.Option(50, "--repeats", help="Timed calls per movie and way."),
+    seed: int = typer.Option(0, "--seed", help="Picks the movies."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Load a triples file twice (the second must add nothing) and time 2-hop neighbourhoods against raw Cypher."""
+    from kgmm.bench import bench_store as run
+
+    result = run(store, triples=triples, compare_graphrag=compare_graphrag, user=user, database=database,
+                 graphrag_database=graphrag_database, batch_size=batch_size, movies=movies, repeats=repeats, seed=seed)
+    emit({"title": f"store benchmark ({result['store']}, {result['triples']} triples)", **result}, as_json,
+         render_metrics)

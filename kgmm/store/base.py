@@ -211,8 +211,8 @@ class GraphStore(ABC):
     @abstractmethod
     def _iter_relations(self) -> Iterator[Relation]: ...
 
-    def _iter_sources(self) -> Iterator[Source]:
-        raise NotImplementedError(f"{type(self).__name__} cannot list its sources")
+    @abstractmethod
+    def _iter_sources(self) -> Iterator[Source]: ...
 
-    def _iter_mentions(self) -> Iterator[Mention]:
-        raise NotImplementedError(f"{type(self).__name__} cannot list its mentions")
+    @abstractmethod
+    def _iter_mentions(self) -> Iterator[Mention]: ...

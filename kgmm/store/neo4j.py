@@ -7,8 +7,9 @@ already exist (``graph/schema.cypher``) when the user may not change the schema.
 
 Every upsert is one managed transaction (``session.execute_write``, retried by the driver on transient
 errors and lost connections): it reads what is stored for the batch's keys, merges with the same rules
-as every backend (:mod:`kgmm.store.records`), and writes with batched ``UNWIND $rows ... MERGE``. A
-transaction that did not commit leaves nothing behind, and writing a batch again changes nothing.
+as every backend (:mod:`kgmm.store.records`), and writes with batched ``UNWIND $rows`` (entities by
+``CREATE`` once the same transaction found them absent, relations by ``MERGE``). A transaction that did
+not commit leaves nothing behind, and writing a batch again changes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -68,6 +68,32 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "to_native"):  # neo4j.time values
         return value.to_native()
     return value
+
+
+def _list_or_none(values: Sequence[str]) -> list[str] | None:
+    """A list property as written: its strings, or None (not stored) when empty."""
+    return [str(value) for value in values] if values else None
+
+
+def _grouped_chunks(tails_of: dict[str, list[str]], size: int) -> Iterator[list[list[Any]]]:
+    """Yield ``[head, tails]`` rows in chunks of about ``size`` edges."""
+    chunk: list[list[Any]] = []
+    edges = 0
+    for head, tails in tails_of.items():
+        chunk.append([head, tails])
+        edges += len(tails)
+        if edges >= size:
+            yield chunk
+            chunk, edges = [], 0
+    if chunk:
+        yield chunk
+
+
+def _entity_row(batch: records.EntityColumns, i: int) -> list[Any]:
+    """Row ``i`` of a batch as :func:`queries.create_entities` takes it (``queries.ENTITY_ROW``)."""
+    name, aliases = str(batch.name[i]), batch.aliases[i]
+    return [batch.id[i], name, batch.type[i], str(batch.domain[i]), _list_or_none(aliases),
+            _list_or_none(batch.ontology_ids[i]), normalize_name(name), records.alias_keys(aliases) if aliases else None]
 
 
 class Neo4jStore(GraphStore):
@@ -273,23 +299,37 @@ class Neo4jStore(GraphStore):
         return self._run(work, write=True, action="write sources")
 
     def _upsert_entities(self, entities: list[Entity]) -> int:
-        batch = records.merge_entities(entities)
-        for entity in batch.values():
-            queries.label(entity.type, kind="entity type")
+        with records.paused_gc():
+            return self._write_entities(entities)
+
+    def _write_entities(self, entities: list[Entity]) -> int:
+        batch = records.entity_columns(entities)
+        for entity_type in set(batch.type):
+            queries.label(entity_type, kind="entity type")
+        position = {entity_id: i for i, entity_id in enumerate(batch.id)}
+        # [id, name, has lists]: the store tells which are stored and which of those the batch may change.
+        keys = [[entity_id, str(name), bool(aliases or ontology_ids)] for entity_id, name, aliases, ontology_ids
+                in zip(batch.id, batch.name, batch.aliases, batch.ontology_ids, strict=True)]
 
         def work(tx: Any) -> int:
-            stored = {row["id"]: records.entity_from_row(row) for row in self._lookup(tx, queries.entities_by_id(), list(batch))}
-            by_type: dict[str, list[dict[str, Any]]] = {}
-            for entity_id, entity in batch.items():
-                if entity_id not in stored:
-                    by_type.setdefault(entity.type, []).append(records.entity_row(entity))
+            present: set[str] = set()
+            changing: list[str] = []
+            if tx.run(queries.any_entity()).single() is not None:
+                for chunk in records.chunks(keys, self.batch_size):
+                    found = tx.run(queries.stored_entity_keys(), {"rows": chunk}).single()
+                    present.update(found["present"])
+                    changing.extend(found["changing"])
+            by_type: dict[str, list[list[Any]]] = {}
+            for i, entity_id in enumerate(batch.id):
+                if entity_id not in present:
+                    by_type.setdefault(batch.type[i], []).append(_entity_row(batch, i))
             for entity_type, rows in by_type.items():
                 self._write_rows(tx, queries.create_entities(entity_type), rows)
-            updates = [
-                records.entity_list_update(known)
-                for entity_id, known in stored.items()
-                if records.absorb(known, batch[entity_id])
-            ]
+            updates = []
+            for row in self._lookup(tx, queries.entities_by_id(), list(dict.fromkeys(changing))):
+                known = records.entity_from_row(row)
+                if records.absorb(known, batch.entity(position[known.id])):
+                    updates.append(records.entity_list_update(known))
             self._write_rows(tx, queries.update_entity_lists(), updates)
             return sum(len(rows) for rows in by_type.values())
 
@@ -321,36 +361,83 @@ class Neo4jStore(GraphStore):
         return self._run(work, write=True, action="write mentions")
 
     def _upsert_relations(self, relations: list[Relation]) -> int:
-        batch = records.merge_relations(relations)
-        by_type: dict[str, list[Relation]] = {}
-        for relation in batch.values():
-            queries.label(relation.type, kind="relation type")
-            by_type.setdefault(relation.type, []).append(relation)
-        endpoints = list(dict.fromkeys(entity_id for head, _, tail in batch for entity_id in (head, tail)))
+        with records.paused_gc():
+            return self._write_relations(relations)
+
+    def _write_relations(self, relations: list[Relation]) -> int:
+        by_type = records.relation_columns(relations)
+        for relation_type in by_type:
+            queries.label(relation_type, kind="relation type")
 
         def work(tx: Any) -> int:
-            self._require_stored(tx, endpoints, "relations")
             created = 0
-            for relation_type, group in by_type.items():
-                rows = [records.relation_row(relation) for relation in group]
-                stored: dict[tuple[str, str], dict[str, Any]] = {}
-                for chunk in records.chunks(rows, self.batch_size):
-                    pairs = [{"head": row["head"], "tail": row["tail"]} for row in chunk]
-                    for found in tx.run(queries.relations_between(relation_type), {"rows": pairs}).data():
-                        stored[(found["head"], found["tail"])] = found
-                new = [row for row in rows if (row["head"], row["tail"]) not in stored]
-                updates = [
-                    merged
-                    for row in rows
-                    if (known := stored.get((row["head"], row["tail"]))) is not None
-                    and (merged := records.merge_stored_relation(known, row)) is not None
-                ]
-                self._write_rows(tx, queries.merge_relations(relation_type), new)
+            for relation_type, columns in by_type.items():
+                present: set[int] = set()
+                stored: dict[int, dict[str, Any]] = {}
+                if tx.run(queries.any_relation(relation_type)).single() is not None:
+                    present, stored = self._stored_relations(tx, relation_type, columns)
+                new = [i for i in range(len(columns)) if i not in present]
+                self._create_relations(tx, relation_type, columns, new)
+                updates = [merged for i, edge in stored.items()
+                           if (merged := records.merge_stored_relation(edge, columns.row(i))) is not None]
                 self._write_rows(tx, queries.update_relations(relation_type), updates)
                 created += len(new)
             return created
 
         return self._run(work, write=True, action="write relations")
+
+    def _stored_relations(
+        self, tx: Any, relation_type: str, columns: records.RelationColumns
+    ) -> tuple[set[int], dict[int, dict[str, Any]]]:
+        """Return the positions of ``columns`` that are stored edges, and the stored edge of each that the
+        batch may change (it brings evidence or a higher confidence)."""
+        keys = [
+            [head, tail, i, bool(sources or sentences), float(confidence)]
+            for i, (head, tail, confidence, sources, sentences) in enumerate(zip(
+                columns.head, columns.tail, columns.confidence, columns.sources, columns.sentences, strict=True))
+        ]
+        present: set[int] = set()
+        stored: dict[int, dict[str, Any]] = {}
+        for chunk in records.chunks(keys, self.batch_size):
+            found = tx.run(queries.stored_relation_keys(relation_type), {"rows": chunk}).single()
+            present.update(found["present"])
+            stored.update((edge["i"], edge) for edge in found["stored"])
+        return present, stored
+
+    def _create_relations(self, tx: Any, relation_type: str, columns: records.RelationColumns,
+                          positions: list[int]) -> None:
+        """Create the relations at ``positions`` (absent at the start of this transaction); raise, so the
+        transaction rolls back, when an end is not a stored entity."""
+        batch = columns.take(positions)
+        confidences, extractors = set(batch.confidence), set(batch.extractor)
+        if len(confidences) == 1 and len(extractors) == 1 and not batch.has_evidence:
+            tails_of: dict[str, list[str]] = {}
+            for head, tail in zip(batch.head, batch.tail, strict=True):
+                tails = tails_of.get(head)
+                if tails is None:
+                    tails_of[head] = [tail]
+                else:
+                    tails.append(tail)
+            query = queries.create_plain_relations(relation_type)
+            shared = {"confidence": float(confidences.pop()), "extractor": str(extractors.pop())}
+            for rows in _grouped_chunks(tails_of, self.batch_size):
+                self._check_written(tx, tx.run(query, {"rows": rows, **shared}), rows, grouped=True)
+            return
+        rows = [[head, tail, float(confidence), str(extractor), _list_or_none(sources), _list_or_none(sentences)]
+                for head, tail, confidence, extractor, sources, sentences in zip(
+                    batch.head, batch.tail, batch.confidence, batch.extractor, batch.sources, batch.sentences,
+                    strict=True)]
+        query = queries.create_relations(relation_type)
+        for chunk in records.chunks(rows, self.batch_size):
+            self._check_written(tx, tx.run(query, {"rows": list(chunk)}), chunk, grouped=False)
+
+    def _check_written(self, tx: Any, result: Any, rows: Sequence[list[Any]], *, grouped: bool) -> None:
+        """Raise unless a create statement wrote every edge of ``rows`` (else an end is not stored)."""
+        expected = sum(len(row[1]) for row in rows) if grouped else len(rows)
+        if result.single()["n"] != expected:
+            ends = [row[0] for row in rows] + ([tail for row in rows for tail in row[1]] if grouped else [row[1] for row in rows])
+            self._require_stored(tx, list(dict.fromkeys(ends)), "relations")
+            raise StoreError(f"could not write relations to the store at {self.where}: some were not created")
 
     def _known_sources(self, source_ids: list[str]) -> set[str]:
         return self._run(
@@ -393,26 +480,32 @@ class Neo4jStore(GraphStore):
             chosen = [entity_id for entity_id in seeds if entity_id in entities][:limit]
             if not chosen:
                 return Subgraph()
-            frontier = list(chosen)
+            frontier = chosen
             for _ in range(hops):
                 if len(chosen) >= limit or not frontier:
                     break
-                counts: Counter = Counter()
-                for row in tx.run(queries.neighbor_counts(), {"ids": frontier}).data():
-                    counts[row["id"]] += row["edges"]
+                # The server ranks each level (most edges to the frontier first, then by id); asking for as
+                # many more as are visited leaves the budget once the visited ones are dropped here.
                 visited = set(chosen)
-                ranked = sorted((e for e in counts if e not in visited), key=lambda e: (-counts[e], e))
-                frontier = ranked[: limit - len(chosen)]
-                chosen.extend(frontier)
-            missing = [entity_id for entity_id in chosen if entity_id not in entities]
-            for row in self._lookup(tx, queries.entities_by_id(), missing):
-                entities[row["id"]] = records.entity_from_row(row)
+                budget = limit - len(chosen)
+                rows = tx.run(queries.ranked_neighbors(), {"ids": frontier, "limit": budget + len(visited)}).single()["rows"]
+                rows.sort(key=lambda row: (-row[6], row[0]))
+                frontier = []
+                for entity_id, name, type_, domain, aliases, ontology_ids, _ in rows:
+                    if entity_id not in visited and len(frontier) < budget:
+                        entities[entity_id] = Entity(entity_id, name or "", type_ or "", domain or "", aliases or [],
+                                                     ontology_ids or [])
+                        frontier.append(entity_id)
+                chosen = chosen + frontier
             relations: list[Relation] = []
             if len(chosen) > 1:
                 position = {entity_id: i for i, entity_id in enumerate(chosen)}
-                rows = tx.run(queries.relations_among(), {"ids": chosen}).data()
-                relations = sorted((records.relation_from_row(row) for row in rows),
-                                   key=lambda r: (position[r.head], position[r.tail], r.type))
+                rows = tx.run(queries.relations_among(), {"ids": chosen}).single()["rows"]
+                rows.sort(key=lambda row: (position[row[0]], position[row[2]], row[1]))
+                relations = [
+                    Relation(head, type_, tail, float(confidence or 0.0), extractor or "", sources or [], sentences or [])
+                    for head, type_, tail, confidence, extractor, sources, sentences in rows
+                ]
             return Subgraph(entities=[entities[entity_id] for entity_id in chosen], relations=relations)
 
         return self._run(work, write=False, action="read a subgraph")
@@ -492,23 +585,17 @@ class Neo4jStore(GraphStore):
             rows = self._read(queries.relations_of_heads(), {"ids": ids}, action="read relations")
             yield from sorted((records.relation_from_row(row) for row in rows), key=lambda r: (r.type, r.head, r.tail))
 
+    def _iter_sources(self) -> Iterator[Source]:
+        after = ""
+        while True:
+            page = self._read(queries.source_page(), {"after": after, "limit": _PAGE_SIZE}, action="read sources")
+            if not page:
+                return
+            yield from (records.source_from_row(row) for row in page)
+            after = page[-1]["source_id"]
 
-def _iter_sources(self: Neo4jStore) -> Iterator[Source]:
-    after = ""
-    while True:
-        page = self._read(queries.source_page(), {"after": after, "limit": _PAGE_SIZE}, action="read sources")
-        if not page:
-            return
-        yield from (records.source_from_row(row) for row in page)
-        after = page[-1]["source_id"]
-
-
-def _iter_mentions(self: Neo4jStore) -> Iterator[Mention]:
-    for page in self._entity_pages():
-        rows = self._read(queries.mentions_of_entities(), {"ids": [row["id"] for row in page]}, action="read mentions")
-        rows.sort(key=lambda row: (row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
-        yield from (records.mention_from_row(row["entity_id"], row) for row in rows)
-
-
-Neo4jStore._iter_sources = _iter_sources
-Neo4jStore._iter_mentions = _iter_mentions
+    def _iter_mentions(self) -> Iterator[Mention]:
+        for page in self._entity_pages():
+            rows = self._read(queries.mentions_of_entities(), {"ids": [row["id"] for row in page]}, action="read mentions")
+            rows.sort(key=lambda row: (row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
+            yield from (records.mention_from_row(row["entity_id"], row) for row in rows)

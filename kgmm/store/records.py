@@ -7,9 +7,13 @@ both stores follow the same rules (see :mod:`kgmm.store.base`) by construction.
 
 from __future__ import annotations
 
+import gc
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from kgmm.errors import ValidationError
@@ -290,3 +294,188 @@ class AliasIndex:
                     best[entity_id] = (score, surface)
         chosen = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
         return [(entity_id, min(FUZZY_CEILING, score / 100.0), surface) for entity_id, (score, surface) in chosen]
+
+
+# ---- batch columns for bulk writes (the rules above, without a Python object per row) -------------
+_RELATION_FIELDS = attrgetter("type", "head", "tail", "confidence", "extractor", "sources", "sentences")
+_ENTITY_FIELDS = attrgetter("id", "name", "type", "domain", "aliases", "ontology_ids")
+
+
+@dataclass
+class RelationColumns:
+    """A batch of one relation type as aligned columns, one row per (head, tail): what a bulk write sends.
+
+    Built by :func:`relation_columns`, which folds repeated keys with :func:`merge_relations`; the list
+    cells are the callers' own lists where nothing needed folding, so treat them as read-only.
+    """
+
+    type: str
+    head: Sequence[str]
+    tail: Sequence[str]
+    confidence: Sequence[float]
+    extractor: Sequence[str]
+    sources: Sequence[list[str]]
+    sentences: Sequence[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.head)
+
+    @property
+    def has_evidence(self) -> bool:
+        """Whether any row has sources or sentences (else both list columns are all empty)."""
+        return any(self.sources) or any(self.sentences)
+
+    def relation(self, position: int) -> Relation:
+        return Relation(self.head[position], self.type, self.tail[position], float(self.confidence[position]),
+                        self.extractor[position], list(self.sources[position]), list(self.sentences[position]))
+
+    def row(self, position: int) -> dict[str, Any]:
+        """Return one row as :func:`relation_row` does."""
+        return relation_row(self.relation(position))
+
+    def take(self, positions: Sequence[int]) -> RelationColumns:
+        """Return the rows at ``positions``, in that order."""
+        def pick(column: Sequence) -> list:
+            return [column[position] for position in positions]
+
+        return RelationColumns(self.type, pick(self.head), pick(self.tail), pick(self.confidence), pick(self.extractor),
+                               pick(self.sources), pick(self.sentences))
+
+    @classmethod
+    def of(cls, relation_type: str, relations: Iterable[Relation]) -> RelationColumns:
+        relations = list(relations)
+        return cls(relation_type, [r.head for r in relations], [r.tail for r in relations],
+                   [float(r.confidence) for r in relations], [r.extractor for r in relations],
+                   [r.sources for r in relations], [r.sentences for r in relations])
+
+
+def relation_columns(relations: Iterable[Relation]) -> dict[str, RelationColumns]:
+    """Group a batch by relation type into columns, folding repeated keys as :func:`merge_relations` does."""
+    groups: dict[str, list[tuple]] = {}
+    for row in map(_RELATION_FIELDS, relations):
+        group = groups.get(row[0])
+        if group is None:
+            group = groups[row[0]] = []
+        group.append(row)
+    by_type: dict[str, RelationColumns] = {}
+    for relation_type, rows in groups.items():
+        _, heads, tails, confidences, extractors, sources, sentences = zip(*rows, strict=True)
+        columns = RelationColumns(relation_type, heads, tails, confidences, extractors, sources, sentences)
+        if len(set(zip(heads, tails, strict=True))) != len(heads) or (columns.has_evidence and _needs_folding(columns)):
+            columns = _fold_columns(columns)
+        by_type[relation_type] = columns
+    return by_type
+
+
+def _fold_columns(columns: RelationColumns) -> RelationColumns:
+    """Fold the rows of repeated keys (and rows whose evidence repeats itself) with :func:`merge_relations`,
+    each into the position of its key's first row."""
+    counts = Counter(zip(columns.head, columns.tail, strict=True))
+    repeated = {key for key, count in counts.items() if count > 1}
+    where: dict[tuple[str, str], list[int]] = {}
+    for position, key in enumerate(zip(columns.head, columns.tail, strict=True)):
+        if key in repeated:
+            where.setdefault(key, []).append(position)
+    folded: dict[int, Relation] = {}
+    dropped: set[int] = set()
+    for positions in where.values():
+        (folded[positions[0]],) = merge_relations(columns.relation(position) for position in positions).values()
+        dropped.update(positions[1:])
+    for position, (sources, sentences) in enumerate(zip(columns.sources, columns.sentences, strict=True)):
+        if (sources or sentences) and position not in folded and position not in dropped:
+            (folded[position],) = merge_relations([columns.relation(position)]).values()
+    keep = [position for position in range(len(columns)) if position not in dropped] if dropped else range(len(columns))
+    result = columns.take(keep)
+    for index, position in enumerate(keep):
+        merged = folded.get(position)
+        if merged is not None:
+            result.confidence[index], result.extractor[index] = merged.confidence, merged.extractor  # type: ignore[index]
+            result.sources[index], result.sentences[index] = merged.sources, merged.sentences  # type: ignore[index]
+    return result
+
+
+def _needs_folding(columns: RelationColumns) -> bool:
+    """Whether some row's evidence repeats itself (merge_evidence would change it)."""
+    for sources, sentences in zip(columns.sources, columns.sentences, strict=True):
+        if (sources or sentences) and merge_evidence([], [], sources, sentences) != (list(sources), list(sentences)):
+            return True
+    return False
+
+
+@dataclass
+class EntityColumns:
+    """A batch of entities as aligned columns, one row per id (built by :func:`entity_columns`)."""
+
+    id: Sequence[str]
+    name: Sequence[str]
+    type: Sequence[str]
+    domain: Sequence[str]
+    aliases: Sequence[list[str]]
+    ontology_ids: Sequence[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def entity(self, position: int) -> Entity:
+        return Entity(self.id[position], self.name[position], self.type[position], self.domain[position],
+                      list(self.aliases[position]), list(self.ontology_ids[position]))
+
+    def take(self, positions: Sequence[int]) -> EntityColumns:
+        def pick(column: Sequence) -> list:
+            return [column[position] for position in positions]
+
+        return EntityColumns(pick(self.id), pick(self.name), pick(self.type), pick(self.domain), pick(self.aliases),
+                             pick(self.ontology_ids))
+
+
+def entity_columns(entities: Iterable[Entity]) -> EntityColumns:
+    """Return a batch as columns, folding repeated ids as :func:`merge_entities` does."""
+    rows = list(map(_ENTITY_FIELDS, entities))
+    if not rows:
+        return EntityColumns([], [], [], [], [], [])
+    ids, names, types, domains, aliases, ontology_ids = zip(*rows, strict=True)
+    columns = EntityColumns(ids, names, types, domains, aliases, ontology_ids)
+    repeats = any(_repeats(values) for values in aliases if values) or any(
+        _repeats(values) for values in ontology_ids if values)
+    if len(set(ids)) == len(ids) and not repeats:
+        return columns
+    merged = list(merge_entities(
+        Entity(*row[:4], list(row[4]), list(row[5])) for row in rows  # type: ignore[misc]
+    ).values())
+    return EntityColumns([e.id for e in merged], [e.name for e in merged], [e.type for e in merged],
+                         [e.domain for e in merged], [e.aliases for e in merged], [e.ontology_ids for e in merged])
+
+
+def _repeats(values: Sequence[str]) -> bool:
+    return len(values) > 1 and len(set(values)) != len(values)
+
+
+def adds_to_stored(sources: Sequence[str], sentences: Sequence[str], confidence: float,
+                   stored_confidence: float | None) -> bool:
+    """Whether an incoming relation may change the stored edge of its key: it brings evidence (which the
+    stored lists may lack) or a higher confidence. When False, :func:`merge_stored_relation` returns None."""
+    return bool(sources or sentences) or float(confidence) > float(stored_confidence or 0.0)
+
+
+def may_change_entity(aliases: Sequence[str], ontology_ids: Sequence[str], name: str, stored_name: str | None) -> bool:
+    """Whether an incoming entity may change the stored entity of its id: it brings aliases or ontology ids,
+    or a name other than the stored one. When False, :func:`absorb` changes nothing."""
+    return bool(aliases or ontology_ids) or bool(name and name != stored_name)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a bulk write's Python work.
+
+    A write of 100k rows allocates short-lived containers by the hundred thousand, and each batch of them
+    starts a collection that walks every young object of the caller too (a freshly read batch of 500k
+    entities and relations): 1-2 s per load of the MetaQA KB. The temporaries are freed by reference counting;
+    the collector resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

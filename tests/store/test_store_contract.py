@@ -335,3 +335,40 @@ def test_copy_store_between_backends_checks_counts(graph, store_factory):
     assert copy_store(graph, target)["copied"] == {"entities": 0, "relations": 0, "mentions": 0, "sources": 0}
     with pytest.raises(StoreError, match="into itself"):
         copy_store(graph, graph)
+
+
+HOSTILE = [
+    "x'}) DETACH DELETE n //",
+    "`}) MATCH (m) DETACH DELETE m //",
+    '"}) SET n.name = "pwned" //',
+    "Robert'); DROP DATABASE kg; --",
+]
+
+
+def test_cypher_injection_in_names_and_labels_is_data_never_code(graph, general_extractor, tmp_path):
+    from kgmm.ingest import ingest
+    from kgmm.schema import entity_id
+
+    before = graph.stats()
+    hostile = [Entity(entity_id("general", "Concept", name), name, "Concept", "general", aliases=[name + "`"]) for name in HOSTILE]
+    assert graph.upsert_entities(hostile) == len(HOSTILE)
+    graph.upsert_relations([Relation(hostile[0].id, "RELATED_TO", hostile[1].id, 0.5, HOSTILE[2], [HOSTILE[3]], [HOSTILE[0]])])
+    for label in ["TREATS]->() DETACH DELETE n //", "TREATS`]->(x) DETACH DELETE x //", "A {x: 1}"]:
+        with pytest.raises(ValidationError):
+            graph.upsert_relations([Relation(METFORMIN, label, DIABETES, 0.5, "x")])
+        with pytest.raises(ValidationError):
+            graph.upsert_entities([Entity("x:y:z", "z", label, "x")])
+    # Hostile text through the whole ingest path.
+    note = tmp_path / "notes" / "hostile.txt"
+    note.parent.mkdir()
+    note.write_text("Robert `Tables'} works for Acme Corp in Paris. MATCH (n) DETACH DELETE n // said Acme Corp.")
+    ingest([note.parent], graph, extractor=general_extractor, progress=False)
+
+    after = graph.stats()
+    assert after.entities >= before.entities + len(HOSTILE) and after.relations >= before.relations + 1
+    for entity in hostile:
+        assert graph.get_entity(entity.id) == entity
+        assert graph.find_entities(entity.name, fuzzy=False)[0].entity.id == entity.id
+    assert {r.key for r in tiny_relations()} <= {r.key for r in graph.iter_relations()}
+    assert graph.get_entity(METFORMIN).name == "Metformin"
+    assert graph.get_sources([DOC_A.id])[DOC_A.id] == DOC_A

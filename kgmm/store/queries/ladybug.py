@@ -232,15 +232,45 @@ def mention_keys_of_sources() -> str:
     )
 
 
-def relations_between(relation_type: str) -> str:
-    """Return the stored edges of one type among the pairs of the Arrow table ``$rows`` (columns: head,
-    tail), in one scan of that relation table."""
+def relations_in_rows(relation_type: str, *, lists: bool = True) -> str:
+    """Return the stored edges of one type among the pairs of the Arrow table ``$rows`` (columns: head, tail,
+    i), each with the ``i`` of its pair and its confidence (and ``lists``: sources and sentences); one scan of
+    that relation table, joined on both keys."""
+    fields = ", r.sources AS sources, r.sentences AS sentences" if lists else ""
     return (
-        f"LOAD FROM $rows MATCH (a:{ENTITY} {{id: `head`}}) MATCH (b:{ENTITY} {{id: `tail`}}) "
-        f"MATCH (a)-[r:{relation_table(relation_type)}]->(b) "
-        "RETURN a.id AS head, b.id AS tail, r.confidence AS confidence, r.extractor AS extractor, "
-        "r.sources AS sources, r.sentences AS sentences"
+        f"LOAD FROM $rows MATCH (a:{ENTITY} {{id: `head`}})-[r:{relation_table(relation_type)}]->(b:{ENTITY} {{id: `tail`}}) "
+        f"RETURN `i` AS i, r.confidence AS confidence{fields}"
     )
+
+
+def count_entities() -> str:
+    """Return the number of entities (read from table statistics, cheap)."""
+    return f"MATCH (e:{ENTITY}) RETURN count(*) AS n"
+
+
+def entity_ids() -> str:
+    """Return every entity id (a scan: for checking a batch about as large as the table)."""
+    return f"MATCH (e:{ENTITY}) RETURN e.id AS id"
+
+
+def entity_ids_and_names() -> str:
+    """Return every entity's id and name (a scan)."""
+    return f"MATCH (e:{ENTITY}) RETURN e.id AS id, e.name AS name"
+
+
+def entity_names_in_rows() -> str:
+    """Return the id and name of the stored entities among the ids of the Arrow table ``$rows`` (column: id)."""
+    return f"LOAD FROM $rows MATCH (e:{ENTITY} {{id: `id`}}) RETURN e.id AS id, e.name AS name"
+
+
+def count_entities_in_rows() -> str:
+    """Return how many ids of the Arrow table ``$rows`` (column: id) are stored entities."""
+    return f"LOAD FROM $rows MATCH (e:{ENTITY} {{id: `id`}}) RETURN count(*) AS n"
+
+
+def entities_in_rows() -> str:
+    """Return the stored entities among the ids of the Arrow table ``$rows`` (column: id), with their lists."""
+    return f"LOAD FROM $rows MATCH (e:{ENTITY} {{id: `id`}}) RETURN {_ENTITY_FIELDS}"
 
 
 def count_relations_of_type(relation_type: str) -> str:
@@ -277,19 +307,30 @@ def entity_nodes() -> str:
 
 # Filtering on internal offsets lets LadybugDB mask the scan to those nodes: ~2 ms for a few seeds,
 # ~30 ms for 1000, on 130k edges; matching an id list per row scans every edge instead.
-def neighbor_counts() -> str:
-    """Return the entities linked by any relation, either direction, to the entities at offsets ``$nodes``."""
+def ranked_neighbors() -> str:
+    """Return the ``$limit`` entities with the most relations, either direction, to the entities at offsets
+    ``$nodes`` (ties by id), with that count; those entities themselves may be among them."""
     return (
         f"MATCH (a:{ENTITY})-[r]-(b:{ENTITY}) WHERE offset(id(a)) IN $nodes "
-        "RETURN b.id AS id, offset(id(b)) AS node, count(*) AS edges"
+        "RETURN b.id AS id, offset(id(b)) AS node, count(*) AS edges ORDER BY edges DESC, id LIMIT $limit"
+    )
+
+
+def ranked_neighbors_of_one() -> str:
+    """:func:`ranked_neighbors` of the one entity ``$id`` (a primary-key lookup instead of a masked scan)."""
+    return (
+        f"MATCH (a:{ENTITY} {{id: $id}})-[r]-(b:{ENTITY}) WHERE b.id <> $id "
+        "RETURN b.id AS id, offset(id(b)) AS node, count(*) AS edges ORDER BY edges DESC, id LIMIT $limit"
     )
 
 
 def relations_among() -> str:
-    """Return every relation whose two ends are both among the entities at offsets ``$nodes``."""
+    """Return every relation whose two ends are both among the entities at offsets ``$nodes``, its ends as
+    offsets (a third faster than reading their ids)."""
     return (
         f"MATCH (a:{ENTITY})-[r]->(b:{ENTITY}) WHERE offset(id(a)) IN $nodes AND offset(id(b)) IN $nodes "
-        f"RETURN {_RELATION_FIELDS}"
+        "RETURN offset(id(a)) AS head, label(r) AS type, offset(id(b)) AS tail, r.confidence AS confidence, "
+        "r.extractor AS extractor, r.sources AS sources, r.sentences AS sentences"
     )
 
 

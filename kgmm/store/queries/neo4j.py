@@ -67,12 +67,27 @@ def server_components() -> str:
 
 
 # ---- writes -----------------------------------------------------------------------------------
-def create_entities(entity_type: str) -> str:
-    """Create the entities of one type from ``$rows`` (MERGE on the id, so a concurrent writer adds no twin)."""
+# Rows travel as lists rather than maps: the driver packs no keys, about half the cost a row.
+ENTITY_ROW = ("id", "name", "type", "domain", "aliases", "ontology_ids", "name_key", "alias_keys")
+
+
+def stored_entity_keys() -> str:
+    """Return which ids of ``$rows`` (``[id, name, has_lists]``) are stored entities, and which of those the
+    incoming entity may change (it brings lists, or a name other than the stored one)."""
     return (
-        f"UNWIND $rows AS row MERGE (e:{ENTITY}:{label(entity_type, kind='entity type')} {{id: row.id}}) "
-        "ON CREATE SET e += row"
+        f"UNWIND $rows AS row MATCH (e:{ENTITY} {{id: row[0]}}) "
+        "RETURN collect(e.id) AS present, "
+        "collect(CASE WHEN row[2] OR (row[1] <> '' AND e.name <> row[1]) THEN e.id END) AS changing"
     )
+
+
+def create_entities(entity_type: str) -> str:
+    """Create the entities of one type from ``$rows`` (lists in the order of ``ENTITY_ROW``; a null list is
+    not stored). The caller has checked in the same transaction that none is stored, and the uniqueness
+    constraint on ``Entity.id`` refuses a twin from a concurrent writer (MERGE with two labels cannot use
+    that index on every server)."""
+    properties = ", ".join(f"{name}: row[{position}]" for position, name in enumerate(ENTITY_ROW))
+    return f"UNWIND $rows AS row CREATE (e:{ENTITY}:{label(entity_type, kind='entity type')} {{{properties}}})"
 
 
 def update_entity_lists() -> str:
@@ -101,13 +116,54 @@ def create_mentions() -> str:
     )
 
 
-def merge_relations(relation_type: str) -> str:
-    """Create the edges of one type from ``$rows`` (MERGE between the two ends: never a parallel twin)."""
+def create_relations(relation_type: str) -> str:
+    """Create the edges of one type from ``$rows`` (``[head, tail, confidence, extractor, sources, sentences]``,
+    a null list is not stored); return how many found both ends.
+
+    The caller has checked in the same transaction that none is stored; ``MERGE`` still keeps a concurrent
+    writer from adding a parallel twin of a new edge.
+    """
     return (
-        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row.head}}) MATCH (b:{ENTITY} {{id: row.tail}}) "
+        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row[0]}}) MATCH (b:{ENTITY} {{id: row[1]}}) "
         f"MERGE (a)-[r:{label(relation_type, kind='relation type')}]->(b) "
-        "ON CREATE SET r.confidence = row.confidence, r.extractor = row.extractor, r.sources = row.sources, "
-        "r.sentences = row.sentences"
+        "ON CREATE SET r.confidence = row[2], r.extractor = row[3], r.sources = row[4], r.sentences = row[5] "
+        "RETURN count(*) AS n"
+    )
+
+
+def create_plain_relations(relation_type: str) -> str:
+    """Like :func:`create_relations` for edges without evidence that share ``$confidence`` and ``$extractor``
+    (a bulk load of triples), grouped by head: ``$rows`` holds ``[head, [tail, ...]]``, so each head is
+    sent and looked up once."""
+    return (
+        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row[0]}}) UNWIND row[1] AS tail "
+        f"MATCH (b:{ENTITY} {{id: tail}}) "
+        f"MERGE (a)-[r:{label(relation_type, kind='relation type')}]->(b) "
+        "ON CREATE SET r.confidence = $confidence, r.extractor = $extractor "
+        "RETURN count(*) AS n"
+    )
+
+
+def any_entity() -> str:
+    """Return one row when any entity is stored (so a first load can skip looking its keys up)."""
+    return f"MATCH (e:{ENTITY}) RETURN e.id AS id LIMIT 1"
+
+
+def any_relation(relation_type: str) -> str:
+    """Return one row when any edge of this type is stored."""
+    return f"MATCH (a:{ENTITY})-[r:{label(relation_type, kind='relation type')}]->(b:{ENTITY}) RETURN 1 AS found LIMIT 1"
+
+
+def stored_relation_keys(relation_type: str) -> str:
+    """Return which rows of ``$rows`` (``[head, tail, i, has_evidence, confidence]``) are stored edges of one
+    type (their ``i``), and the stored edge of each row that may change it (it brings evidence or a higher
+    confidence)."""
+    return (
+        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row[0]}})-[r:{label(relation_type, kind='relation type')}]->"
+        f"(b:{ENTITY} {{id: row[1]}}) "
+        "RETURN collect(row[2]) AS present, "
+        "collect(CASE WHEN row[3] OR coalesce(r.confidence, 0.0) < row[4] THEN "
+        "{i: row[2], confidence: r.confidence, sources: r.sources, sentences: r.sentences} END) AS stored"
     )
 
 
@@ -148,16 +204,6 @@ def mention_keys_of_sources() -> str:
     )
 
 
-def relations_between(relation_type: str) -> str:
-    """Return the stored edges of one type among the (head, tail) pairs of ``$rows``."""
-    return (
-        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row.head}})-[r:{label(relation_type, kind='relation type')}]->"
-        f"(b:{ENTITY} {{id: row.tail}}) "
-        "RETURN a.id AS head, b.id AS tail, r.confidence AS confidence, r.extractor AS extractor, "
-        "r.sources AS sources, r.sentences AS sentences"
-    )
-
-
 # ---- reads ------------------------------------------------------------------------------------
 def entity_by_exact_key() -> str:
     """Return entities whose id is ``$raw`` or whose normalised name or alias is ``$key``."""
@@ -171,19 +217,23 @@ def entity_names() -> str:
     return f"MATCH (e:{ENTITY}) RETURN e.id AS id, e.name AS name, e.aliases AS aliases"
 
 
-def neighbor_counts() -> str:
-    """Return the entities linked by any relation, either direction, to the entities ``$ids``."""
+def ranked_neighbors() -> str:
+    """Return, in one row, the ``$limit`` entities with the most relations, either direction, to the entities
+    ``$ids`` (ties by id), each as ``[id, name, type, domain, aliases, ontology_ids, edges]``; the ``$ids``
+    themselves may be among them. (One row of lists travels faster over Bolt than a record per entity.)"""
     return (
         f"UNWIND $ids AS key MATCH (a:{ENTITY} {{id: key}})-[r]-(b:{ENTITY}) "
-        "RETURN b.id AS id, count(*) AS edges"
+        "WITH b, count(*) AS edges ORDER BY edges DESC, b.id LIMIT $limit "
+        "RETURN collect([b.id, b.name, b.type, b.domain, b.aliases, b.ontology_ids, edges]) AS rows"
     )
 
 
 def relations_among() -> str:
-    """Return every relation whose two ends are both among the entities ``$ids``."""
+    """Return, in one row, every relation whose two ends are both among the entities ``$ids``, each as
+    ``[head, type, tail, confidence, extractor, sources, sentences]``."""
     return (
         f"UNWIND $ids AS key MATCH (a:{ENTITY} {{id: key}})-[r]->(b:{ENTITY}) WHERE b.id IN $ids "
-        f"RETURN {RELATION_FIELDS}"
+        "RETURN collect([a.id, type(r), b.id, r.confidence, r.extractor, r.sources, r.sentences]) AS rows"
     )
 
 
