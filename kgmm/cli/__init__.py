@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from kgmm.cli import bench, demo, graph, training
+from kgmm.cli import bench, demo, graph, kge, training
 
 app = typer.Typer(
     name="kgmm",
@@ -24,6 +24,9 @@ graph.register(app)
 app.add_typer(training.train_app, name="train")
 app.add_typer(training.eval_app, name="eval")
 app.add_typer(bench.bench_app, name="bench")
+predict_app = typer.Typer(help="Predict with trained models (links between entities).", no_args_is_help=True)
+kge.register(training.train_app, training.eval_app, predict_app)
+app.add_typer(predict_app, name="predict")
 
 
 def main() -> None:
