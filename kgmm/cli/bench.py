@@ -67,3 +67,39 @@ def bench_store(
                  graphrag_database=graphrag_database, batch_size=batch_size, movies=movies, repeats=repeats, seed=seed)
     emit({"title": f"store benchmark ({result['store']}, {result['triples']} triples)", **result}, as_json,
          render_metrics)
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    triples: Path = typer.Option(Path("../shared/data/metaqa/kb.txt"), "--triples",
+                                 help="Triples file, head|relation|tail or TAB-separated (default: MetaQA's kb.txt)."),
+    nodes: int = typer.Option(200, "--nodes", help="At most this many nodes per subgraph."),
+    hops: int = typer.Option(2, "--hops"),
+    repeats: int = typer.Option(1000, "--repeats", help="Retrievals timed (one random seed entity each)."),
+    features: str = typer.Option("none", "--features",
+                                 help="Node features for query-ranked retrieval: none, random (384-d) or cached "
+                                 "(MiniLM, computed into --cache-dir on first use: minutes)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache folder (with --features cached)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Subgraph retrieval latency: k-hop neighbourhoods pruned by personalised PageRank, p50/p95 once loaded."""
+    from kgmm.bench_graph import bench_retrieval as run
+
+    result = run(triples, nodes=nodes, hops=hops, repeats=repeats, features=features, cache_dir=cache_dir, seed=seed)
+    emit({"title": f"subgraph retrieval ({nodes} nodes, {hops} hops)", **result}, as_json, render_metrics)
+
+
+@bench_app.command("graph-memory")
+def bench_graph_memory(
+    triples: Path = typer.Option(Path("../shared/data/metaqa/kb.txt"), "--triples"),
+    features: str = typer.Option("random", "--features",
+                                 help="random (384-d, same size as real ones) or cached (MiniLM from --cache-dir)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Resident memory of a triples file as tensors, with its retrieval index and 384-d node features."""
+    from kgmm.bench_graph import bench_graph_memory as run
+
+    result = run(triples, features=features, cache_dir=cache_dir)
+    emit({"title": "graph memory", **result}, as_json, render_metrics)
