@@ -57,6 +57,9 @@ class TextEncoder:
             raise ValidationError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
