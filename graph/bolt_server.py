@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MAIN_CLASS = "com.arcadedb.server.ArcadeDBServer"
@@ -46,7 +46,7 @@ class BoltServer:
     http_port: int
     database: str
     user: str
-    password: str
+    password: str = field(repr=False)
 
     @property
     def uri(self) -> str:
@@ -163,15 +163,20 @@ def start(
                                cwd=root, start_new_session=True)
     log.close()
     server = BoltServer(str(root), process.pid, bolt_port, http_port, database, DEFAULT_USER, password)
+    state = root / STATE_FILE
+    state.touch(mode=0o600)
+    state.write_text(json.dumps(asdict(server)))  # written first, so `stop` finds a server that never got ready
     deadline = time.monotonic() + timeout
-    while not (_ready(http_port) and all((root / "databases" / name).exists() for name in (database, *extra_databases))):
-        if process.poll() is not None:
-            raise RuntimeError(f"the Bolt test server exited with {process.returncode}; see {root / LOG_FILE}")
-        if time.monotonic() > deadline:
-            server.stop(kill=True)
-            raise RuntimeError(f"the Bolt test server was not ready after {timeout:.0f} s; see {root / LOG_FILE}")
-        time.sleep(0.1)
-    (root / STATE_FILE).write_text(json.dumps(asdict(server)))
+    try:
+        while not (_ready(http_port) and all((root / "databases" / name).exists() for name in (database, *extra_databases))):
+            if process.poll() is not None:
+                raise RuntimeError(f"the Bolt test server exited with {process.returncode}; see {root / LOG_FILE}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Bolt test server was not ready after {timeout:.0f} s; see {root / LOG_FILE}")
+            time.sleep(0.1)
+    except BaseException:
+        server.stop(kill=True)
+        raise
     return server
 
 
@@ -181,7 +186,11 @@ def running(root: str | Path) -> BoltServer | None:
     if not state.exists():
         return None
     server = BoltServer(**json.loads(state.read_text()))
-    return server if server.alive() else None
+    try:  # the pid may have been reused by another process since
+        command_line = Path(f"/proc/{server.pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    return server if MAIN_CLASS in command_line and server.root in command_line else None
 
 
 def main(argv: list[str] | None = None) -> int:

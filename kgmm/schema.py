@@ -21,7 +21,7 @@ _NON_WORD_RE = re.compile(r"[^\w\s\-+/.']", re.UNICODE)
 
 def is_valid_label(label: str) -> bool:
     """Return whether ``label`` may be used as a node label or relationship type."""
-    return bool(_LABEL_RE.match(label))
+    return isinstance(label, str) and _LABEL_RE.fullmatch(label) is not None
 
 
 def content_hash(*parts: str | bytes) -> str:

@@ -203,7 +203,7 @@ def register(app: typer.Typer) -> None:
             if not sep or not key:
                 raise ValidationError(f"--param expects NAME=VALUE, got {item!r}")
             parameters[key] = _parse_value(value)
-        with open_existing_store(store, user, database) as graph_store:
+        with open_existing_store(store, user, database, read_only=False) as graph_store:
             rows = graph_store.cypher(query, parameters)
         emit({"query": query, "rows": rows}, as_json, render_rows)
 

@@ -29,21 +29,22 @@ def store_location(store: str | None) -> str:
     return store or os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
-def open_any_store(location: str, user: str | None = None, database: str | None = None):
+def open_any_store(location: str, user: str | None = None, database: str | None = None, *, read_only: bool = False):
     """Open (or create) the store at ``location``, a folder or a bolt:// URI."""
     from kgmm.store import open_store
 
-    return open_store(location, user=user, database=database)
+    return open_store(location, user=user, database=database, read_only=read_only)
 
 
-def open_existing_store(store: str | None, user: str | None = None, database: str | None = None):
-    """Open a store that must already exist (read commands)."""
+def open_existing_store(store: str | None, user: str | None = None, database: str | None = None, *,
+                        read_only: bool = True):
+    """Open a store that must already exist (read-only unless asked: read commands need no write access)."""
     from kgmm.errors import StoreError
 
     location = store_location(store)
     if "://" not in location and not Path(location).exists():
         raise StoreError(f"no store at {location!r}; build one with `kgmm ingest PATH --store {location}` or pass --store")
-    return open_any_store(location, user, database)
+    return open_any_store(location, user, database, read_only=read_only)
 
 
 def emit(result: dict, as_json: bool, render: Callable[[dict], None]) -> None:

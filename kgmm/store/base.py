@@ -68,8 +68,16 @@ class GraphStore(ABC):
 
     def upsert_relations(self, relations: Sequence[Relation]) -> int:
         """Insert new (head, type, tail) edges and add sources to existing ones; return how many were new."""
+        spellings: dict[str, str] = {}
+        for relation_type in {relation.type for relation in relations}:
+            _check_label("relation type", relation_type)
+            other = spellings.setdefault(relation_type.lower(), relation_type)
+            if other != relation_type:  # one table in LadybugDB, two types in Neo4j: refuse on every backend
+                raise ValidationError(
+                    f"relation types {other!r} and {relation_type!r} differ only in case; use one spelling "
+                    "in the domain pack's schema"
+                )
         for relation in relations:
-            _check_label("relation type", relation.type)
             if not 0.0 <= relation.confidence <= 1.0:
                 raise ValidationError(f"relation confidence must be in [0, 1], got {relation.confidence}")
         return self._upsert_relations(list(relations)) if relations else 0

@@ -22,7 +22,17 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from kgmm.errors import MissingDependencyError, StoreError, ValidationError
-from kgmm.schema import Entity, EntityMatch, GraphStats, Mention, Relation, Source, Subgraph, normalize_name
+from kgmm.schema import (
+    Entity,
+    EntityMatch,
+    GraphStats,
+    Mention,
+    Relation,
+    Source,
+    Subgraph,
+    is_valid_label,
+    normalize_name,
+)
 from kgmm.store import records
 from kgmm.store.base import GraphStore
 from kgmm.store.queries import neo4j as queries
@@ -41,12 +51,25 @@ _SCHEMA_FIX = (
 def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
     """Return ``uri`` without its user-info part, and the user and password it carried (or None)."""
     parts = urlsplit(uri)
+    scheme, _, rest = uri.partition("://")
+    userinfo_given = "@" in rest
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+        shown = f"{scheme}://{rest.rsplit('@', 1)[-1]}" if "@" in rest else uri
+        raise StoreError(f"the store URI {shown} has an invalid port: expected bolt://host:7687") from None
     if parts.username is None and parts.password is None:
+        if userinfo_given:
+            raise StoreError(
+                f"could not read the user and password in the store URI {scheme}://...@{rest.rsplit('@', 1)[-1]}: "
+                "percent-encode '/', '?', '#' and '@' in them (e.g. %2F), or use --user and NEO4J_PASSWORD"
+            )
         return uri, None, None
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    netloc = f"{host}:{port}" if port else host
     bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return bare, unquote(parts.username) if parts.username else None, unquote(parts.password) if parts.password else None
 
@@ -186,6 +209,11 @@ class Neo4jStore(GraphStore):
                 f"the server at {self.uri} has no database {self.database!r}: create it (CREATE DATABASE "
                 f"{self.database}) or pass an existing one with --database / NEO4J_DATABASE"
             )
+        if isinstance(error, exceptions.IncompleteCommit):
+            return StoreError(
+                f"could not {action}: the connection to {self.uri} was lost while committing, so the write may or "
+                "may not have been applied; run the command again (writes are idempotent)"
+            )
         if isinstance(error, exceptions.ServiceUnavailable | exceptions.SessionExpired):
             return StoreError(
                 f"could not {action}: cannot reach the Neo4j server at {self.uri} ({message}); check that it is "
@@ -220,6 +248,8 @@ class Neo4jStore(GraphStore):
                 components = session.run(queries.server_components()).data()
         except (exceptions.Neo4jError, exceptions.DriverError) as e:
             raise self._failure(e, "connect", has_password=has_password) from e
+        except ValueError as e:  # e.g. a host name that does not resolve
+            raise StoreError(f"cannot reach the Neo4j server at {self.uri}: {e}; check the host name in the URI") from e
         for component in components:
             versions = component.get("versions") or []
             major = versions[0].split(".")[0] if versions else ""
@@ -233,12 +263,15 @@ class Neo4jStore(GraphStore):
         """Create the constraints and indexes (idempotent); require the uniqueness constraints to exist."""
         exceptions = self._neo4j.exceptions
         refused: list[str] = []
-        with self._driver.session(database=self.database) as session:
-            for statement in queries.SCHEMA:
-                try:
-                    session.run(statement).consume()
-                except exceptions.Neo4jError as e:
-                    refused.append(getattr(e, "message", None) or str(e))
+        try:
+            with self._driver.session(database=self.database) as session:
+                for statement in queries.SCHEMA:
+                    try:
+                        session.run(statement).consume()
+                    except exceptions.Neo4jError as e:
+                        refused.append(getattr(e, "message", None) or str(e))
+        except exceptions.DriverError as e:
+            raise self._failure(e, "prepare the schema") from e
         if not refused:
             return
         try:
@@ -518,7 +551,7 @@ class Neo4jStore(GraphStore):
         if source_id == target_id:
             entity = self._get_entity(source_id)
             return Subgraph(entities=[entity]) if entity is not None else None
-        relation_types = [t for t in self._relation_types() if t not in queries.RESERVED]
+        relation_types = [t for t in self._relation_types() if is_valid_label(t) and t.lower() not in queries.RESERVED_KEYS]
         if not relation_types:
             return None
         rows = self._read(queries.shortest_path(relation_types, max_hops),

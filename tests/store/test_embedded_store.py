@@ -153,3 +153,9 @@ def test_queries_validate_labels_before_building_text():
         queries.shortest_path(["TREATS"], 0)
 
 
+
+
+def test_labels_with_a_trailing_newline_are_invalid():
+    from kgmm.schema import is_valid_label
+
+    assert is_valid_label("TREATS") and not is_valid_label("TREATS\n") and not is_valid_label(None)

@@ -27,6 +27,15 @@ def test_split_credentials_keeps_secrets_out_of_the_uri(uri, bare, user, passwor
     assert split_credentials(uri) == (bare, user, password)
 
 
+@pytest.mark.parametrize("uri", ["bolt://neo4j:pa/ss@db.example.org:7687", "bolt://neo4j:se#cret@host", "bolt://host:notaport"])
+def test_unreadable_credentials_or_port_fail_without_showing_the_password(uri):
+    with pytest.raises(StoreError) as error:
+        split_credentials(uri)
+    message = str(error.value)
+    assert "pa/ss" not in message and "se#cret" not in message
+    assert "percent-encode" in message or "invalid port" in message
+
+
 def test_open_store_picks_the_neo4j_backend_and_hides_the_password(bolt_server):
     uri = bolt_server.uri.replace("bolt://", f"bolt://{bolt_server.user}:{bolt_server.password}@")
     with open_store(uri, database="kg") as store:

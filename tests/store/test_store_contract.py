@@ -372,3 +372,10 @@ def test_cypher_injection_in_names_and_labels_is_data_never_code(graph, general_
     assert {r.key for r in tiny_relations()} <= {r.key for r in graph.iter_relations()}
     assert graph.get_entity(METFORMIN).name == "Metformin"
     assert graph.get_sources([DOC_A.id])[DOC_A.id] == DOC_A
+
+
+def test_relation_types_differing_only_in_case_are_refused_in_one_batch(store):
+    store.upsert_entities(tiny_entities())
+    with pytest.raises(ValidationError, match="differ only in case"):
+        store.upsert_relations([Relation(METFORMIN, "TREATS", DIABETES, 0.5, "x"), Relation(INSULIN, "treats", DIABETES, 0.5, "x")])
+    assert store.stats().relations == 0

@@ -15,7 +15,7 @@ ENTITY = "Entity"
 SOURCE = "Source"
 MENTIONED_IN = "MENTIONED_IN"
 RESERVED = frozenset((ENTITY, SOURCE, MENTIONED_IN))
-_RESERVED_KEYS = frozenset(name.lower() for name in RESERVED)
+RESERVED_KEYS = frozenset(name.lower() for name in RESERVED)
 
 ENTITY_FIELDS = (
     "e.id AS id, e.name AS name, e.type AS type, e.domain AS domain, e.aliases AS aliases, "
@@ -40,7 +40,7 @@ def label(name: str, *, kind: str = "label") -> str:
     """
     if not isinstance(name, str) or not is_valid_label(name):
         raise ValidationError(f"invalid {kind} {name!r}: use letters, digits and underscores, starting with a letter")
-    if name.lower() in _RESERVED_KEYS:  # case-insensitively, as in the embedded store
+    if name.lower() in RESERVED_KEYS:  # case-insensitively, as in the embedded store
         raise ValidationError(
             f"{kind} {name!r} is reserved by the store ({', '.join(sorted(RESERVED))}); "
             "rename it in the domain pack's schema"
