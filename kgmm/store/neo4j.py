@@ -367,7 +367,14 @@ class Neo4jStore(GraphStore):
             return sum(len(rows) for rows in by_type.values())
 
         self._alias_index = None
-        return self._run(work, write=True, action="write entities")
+        try:
+            return self._run(work, write=True, action="write entities")
+        except StoreError as e:
+            if not isinstance(e.__cause__, self._neo4j.exceptions.ConstraintError):
+                raise
+            # Another writer created one of these entities after this transaction looked: the uniqueness
+            # constraint refused the twin and nothing was written. Once more: it now takes the update path.
+            return self._run(work, write=True, action="write entities")
 
     def _upsert_mentions(self, mentions: list[Mention]) -> int:
         batch: dict[tuple[str, str, int, int], Mention] = {}

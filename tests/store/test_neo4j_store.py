@@ -161,3 +161,24 @@ def test_small_batches_give_the_same_graph(bolt_store_factory):
     write_batch(small)
     stats = small.stats()
     assert (stats.entities, stats.relations, stats.mentions, stats.documents, stats.images) == (6, 3, 6, 2, 1)
+
+
+def test_entity_created_meanwhile_by_another_writer_is_merged_not_duplicated(bolt_store_factory, bolt_server, monkeypatch):
+    from kgmm.schema import Entity
+
+    store = bolt_store_factory(0)
+    other = open_store(bolt_server.uri, user=bolt_server.user, password=bolt_server.password, database="kg")
+    original = queries.create_entities
+    raced = {"done": False}
+
+    def create_after_a_rival(entity_type):
+        if not raced["done"]:  # the rival commits the same new entity between our look-up and our write
+            raced["done"] = True
+            other.upsert_entities([Entity(METFORMIN, "Metformin", "Drug", "medical")])
+        return original(entity_type)
+
+    monkeypatch.setattr(queries, "create_entities", create_after_a_rival)
+    assert store.upsert_entities([Entity(METFORMIN, "Metformin", "Drug", "medical", aliases=["Glucophage"])]) == 0
+    other.close()
+    assert store.stats().entities == 1
+    assert store.get_entity(METFORMIN).aliases == ["Glucophage"]
