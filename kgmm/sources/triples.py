@@ -81,6 +81,26 @@ def triple_entity_id(name: str, *, domain: str = DEFAULT_DOMAIN, entity_type: st
     return f"{domain}:{entity_type.lower()}:{key or name.strip()}"
 
 
+def read_triple_lines(path: str | Path) -> tuple[list[str], str]:
+    """Return the lines of a triples file and its separator (``"\t"`` or ``"|"``, detected as above).
+
+    Raises:
+        SourceError: when the path is a directory, missing or not UTF-8 text, or its first non-blank line
+            has neither separator.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SourceError("is a directory, expected a triples file (head<TAB>relation<TAB>tail per line)", path=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise SourceError("no such triples file; check the path", path=str(path)) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"cannot read the triples file ({e}); it must be UTF-8 text", path=str(path)) from e
+    lines = text.splitlines()
+    return lines, _detect_separator(path, lines)
+
+
 def _detect_separator(path: Path, lines: list[str]) -> str:
     for line in lines:
         if line.strip():
@@ -119,14 +139,7 @@ def read_triples(
             f"invalid entity type {entity_type!r}: use letters, digits and underscores, starting with a letter",
             path=str(path),
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise SourceError("no such triples file; check the path", path=str(path)) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise SourceError(f"cannot read the triples file ({e}); it must be UTF-8 text", path=str(path)) from e
-    lines = text.splitlines()
-    separator = _detect_separator(path, lines)
+    lines, separator = read_triple_lines(path)
     prefix = f"{domain}:{entity_type.lower()}:"
 
     with _no_gc():

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgmm.errors import KgmmError, SourceError, ValidationError
 from kgmm.graphdata.vocab import Vocabulary
+from kgmm.sources.triples import read_triple_lines
 
 if TYPE_CHECKING:
     import torch
@@ -99,7 +100,7 @@ class TripleNames:
 def read_triple_names(path: str | Path) -> TripleNames:
     """Read a triples file (``head<TAB>relation<TAB>tail`` or ``head|relation|tail``, one a line) as names.
 
-    The separator is a TAB when the first non-blank line has one, else ``|``. Blank lines are skipped;
+    The separator is detected as :func:`kgmm.sources.triples.read_triple_lines` does. Blank lines are skipped;
     every other line must have exactly three non-empty fields. Names keep their spelling (only surrounding
     whitespace is removed): they are the model's keys.
 
@@ -107,18 +108,7 @@ def read_triple_names(path: str | Path) -> TripleNames:
         SourceError: when the file is missing or unreadable, or a line is not a triple (naming file and line).
     """
     path = Path(path)
-    if path.is_dir():
-        raise SourceError("is a directory, expected a triples file (head<TAB>relation<TAB>tail per line)",
-                          path=str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise SourceError("no such triples file; check the path", path=str(path)) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise SourceError(f"cannot read the triples file ({e}); it must be UTF-8 text", path=str(path)) from e
-    lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    separator = "\t" if "\t" in first else "|"
+    lines, separator = read_triple_lines(path)
     shown = "TAB" if separator == "\t" else "|"
     triples: list[Triple] = []
     for number, line in enumerate(lines, 1):
