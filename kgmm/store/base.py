@@ -30,7 +30,9 @@ from kgmm.schema import (
     Source,
     Subgraph,
     is_valid_label,
+    normalize_name,
 )
+from kgmm.store import records
 
 MAX_HOPS = 4
 
@@ -54,6 +56,8 @@ class GraphStore(ABC):
     """A knowledge graph of entities, typed relations and the sources that state them."""
 
     uri: str
+    # Names and aliases of every entity, for fuzzy lookups: built on first use, dropped by writes.
+    _alias_index: records.AliasIndex | None = None
 
     # ---- writes ---------------------------------------------------------------------------
     def upsert_sources(self, sources: Sequence[Source]) -> int:
@@ -192,8 +196,31 @@ class GraphStore(ABC):
     @abstractmethod
     def _get_entity(self, entity_id: str) -> Entity | None: ...
 
+    def _find_entities(self, name: str, limit: int, fuzzy: bool) -> list[EntityMatch]:
+        """Exact hits (id, name, alias) ranked by :func:`records.rank_exact_matches`, then fuzzy ones from an
+        in-process index of every name and alias (the same on every backend)."""
+        key = normalize_name(name)
+        matches = records.rank_exact_matches(self._entity_rows_by_key(name, key, limit + records.EXACT_MATCH_SLACK), key)
+        if fuzzy and key and len(matches) < limit:
+            if self._alias_index is None:
+                self._alias_index = records.AliasIndex.build(self._entity_name_rows())
+            best = self._alias_index.best(key, limit - len(matches), {m.entity.id for m in matches})
+            entities = self._entities_by_id([entity_id for entity_id, _, _ in best])
+            matches += [EntityMatch(entity=entities[entity_id], score=score, matched=surface)
+                        for entity_id, score, surface in best if entity_id in entities]
+        return matches[:limit]
+
     @abstractmethod
-    def _find_entities(self, name: str, limit: int, fuzzy: bool) -> list[EntityMatch]: ...
+    def _entity_rows_by_key(self, raw: str, key: str, limit: int) -> list[dict[str, Any]]:
+        """Rows (id, name, type, domain, aliases, ontology_ids) of the entities whose id is ``raw`` or whose
+        normalised name or alias is ``key``, at most ``limit``."""
+
+    @abstractmethod
+    def _entity_name_rows(self) -> list[dict[str, Any]]:
+        """Rows (id, name, aliases) of every entity."""
+
+    @abstractmethod
+    def _entities_by_id(self, entity_ids: Sequence[str]) -> dict[str, Entity]: ...
 
     @abstractmethod
     def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph: ...

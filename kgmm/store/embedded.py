@@ -28,7 +28,6 @@ from typing import Any
 from kgmm.errors import StoreError, ValidationError
 from kgmm.schema import (
     Entity,
-    EntityMatch,
     GraphStats,
     Mention,
     Relation,
@@ -164,7 +163,6 @@ class EmbeddedStore(GraphStore):
         self.path = Path(location).expanduser()
         self.uri = str(self.path)
         self.read_only = bool(read_only)
-        self._alias_index: records.AliasIndex | None = None
         self._relation_types: dict[str, str] = {}  # lower-case name -> name as created
         database_file = self._prepare_location()
         self._key = str(database_file.resolve())
@@ -601,21 +599,11 @@ class EmbeddedStore(GraphStore):
                 found[source.id] = source
         return found
 
-    def _find_entities(self, name: str, limit: int, fuzzy: bool) -> list[EntityMatch]:
-        key = normalize_name(name)
-        rows = self._rows(
-            queries.entity_by_exact_key(), {"raw": name, "key": key, "limit": limit + records.EXACT_MATCH_SLACK},
-            action="find entities",
-        )
-        matches = records.rank_exact_matches(rows, key)
-        if fuzzy and key and len(matches) < limit:
-            if self._alias_index is None:
-                self._alias_index = records.AliasIndex.build(self._rows(queries.entity_names(), {}, action="read entity names"))
-            best = self._alias_index.best(key, limit - len(matches), {m.entity.id for m in matches})
-            entities = self._entities_by_id([entity_id for entity_id, _, _ in best])
-            matches += [EntityMatch(entity=entities[entity_id], score=score, matched=surface)
-                        for entity_id, score, surface in best if entity_id in entities]
-        return matches[:limit]
+    def _entity_rows_by_key(self, raw: str, key: str, limit: int) -> list[dict[str, Any]]:
+        return self._rows(queries.entity_by_exact_key(), {"raw": raw, "key": key, "limit": limit}, action="find entities")
+
+    def _entity_name_rows(self) -> list[dict[str, Any]]:
+        return self._rows(queries.entity_names(), {}, action="read entity names")
 
     def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph:
         seeds = list(dict.fromkeys(str(entity_id) for entity_id in entity_ids))

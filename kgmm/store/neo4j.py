@@ -24,7 +24,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from kgmm.errors import MissingDependencyError, StoreError, ValidationError
 from kgmm.schema import (
     Entity,
-    EntityMatch,
     GraphStats,
     Mention,
     Relation,
@@ -162,7 +161,6 @@ class Neo4jStore(GraphStore):
         if int(batch_size) < 1:
             raise ValidationError(f"expected a batch size of at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        self._alias_index: records.AliasIndex | None = None
         auth = (self.user, secret) if secret is not None else None
         try:
             self._driver = neo4j.GraphDatabase.driver(
@@ -498,19 +496,11 @@ class Neo4jStore(GraphStore):
         rows = self._run(lambda tx: self._lookup(tx, queries.sources_by_id(), source_ids), write=False, action="read sources")
         return {row["source_id"]: records.source_from_row(row) for row in rows}
 
-    def _find_entities(self, name: str, limit: int, fuzzy: bool) -> list[EntityMatch]:
-        key = normalize_name(name)
-        rows = self._read(queries.entity_by_exact_key(), {"raw": name, "key": key, "limit": limit + records.EXACT_MATCH_SLACK},
-                          action="find entities")
-        matches = records.rank_exact_matches(rows, key)
-        if fuzzy and key and len(matches) < limit:
-            if self._alias_index is None:
-                self._alias_index = records.AliasIndex.build(self._read(queries.entity_names(), {}, action="read entity names"))
-            best = self._alias_index.best(key, limit - len(matches), {m.entity.id for m in matches})
-            entities = self._entities_by_id([entity_id for entity_id, _, _ in best])
-            matches += [EntityMatch(entity=entities[entity_id], score=score, matched=surface)
-                        for entity_id, score, surface in best if entity_id in entities]
-        return matches[:limit]
+    def _entity_rows_by_key(self, raw: str, key: str, limit: int) -> list[dict[str, Any]]:
+        return self._read(queries.entity_by_exact_key(), {"raw": raw, "key": key, "limit": limit}, action="find entities")
+
+    def _entity_name_rows(self) -> list[dict[str, Any]]:
+        return self._read(queries.entity_names(), {}, action="read entity names")
 
     def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph:
         seeds = list(dict.fromkeys(str(entity_id) for entity_id in entity_ids))
