@@ -116,11 +116,12 @@ def triples_to_data(
         domain (str, optional): the entities' domain (default: that of ``read_triples``).
         entity_type (str, optional): the entities' type (default: that of ``read_triples``).
     """
-    from kgmm.sources.triples import _no_gc, read_triples
+    from kgmm.sources.triples import read_triples
+    from kgmm.utils import paused_gc
 
     options = {key: value for key, value in (("domain", domain), ("entity_type", entity_type)) if value is not None}
     triples = read_triples(path, **options)
-    with _no_gc():
+    with paused_gc():
         return graph_to_data(triples.entities, triples.relations, entity_vocab=entity_vocab,
                              relation_vocab=relation_vocab, entity_type_vocab=entity_type_vocab)
 

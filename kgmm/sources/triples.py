@@ -15,16 +15,14 @@ relation types by :func:`relation_type` (``written_by`` -> ``WRITTEN_BY``). Rela
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgmm.errors import SourceError
 from kgmm.schema import Entity, Relation, is_valid_label, normalize_name
+from kgmm.utils import paused_gc
 
 DEFAULT_DOMAIN = "general"
 DEFAULT_ENTITY_TYPE = "Concept"
@@ -142,21 +140,10 @@ def read_triples(
     lines, separator = read_triple_lines(path)
     prefix = f"{domain}:{entity_type.lower()}:"
 
-    with _no_gc():
+    with paused_gc():
         return _parse(path, lines, separator, prefix, domain, entity_type)
 
 
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector: building 100k+ small objects otherwise triggers full collections
-    over all of them again and again (3-5x slower); they hold no cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse(path: Path, lines: list[str], separator: str, prefix: str, domain: str, entity_type: str) -> Triples:

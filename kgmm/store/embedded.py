@@ -38,6 +38,7 @@ from kgmm.schema import (
 from kgmm.store import records
 from kgmm.store.base import GraphStore
 from kgmm.store.queries import ladybug as queries
+from kgmm.utils import paused_gc
 
 DATABASE_FILE = "graph.lbdb"
 # LadybugDB reserves 8 TiB of address space per database by default: only ~15 fit in one process.
@@ -363,7 +364,7 @@ class EmbeddedStore(GraphStore):
         return len(rows)
 
     def _upsert_entities(self, entities: list[Entity]) -> int:
-        with records.paused_gc():
+        with paused_gc():
             return self._write_entities(entities)
 
     def _write_entities(self, entities: list[Entity]) -> int:
@@ -433,7 +434,7 @@ class EmbeddedStore(GraphStore):
         return len(rows)
 
     def _upsert_relations(self, relations: list[Relation]) -> int:
-        with records.paused_gc():
+        with paused_gc():
             return self._write_relations(relations)
 
     def _write_relations(self, relations: list[Relation]) -> int:

@@ -35,6 +35,7 @@ from kgmm.schema import (
 from kgmm.store import records
 from kgmm.store.base import GraphStore
 from kgmm.store.queries import neo4j as queries
+from kgmm.utils import paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ class Neo4jStore(GraphStore):
         return self._run(work, write=True, action="write sources")
 
     def _upsert_entities(self, entities: list[Entity]) -> int:
-        with records.paused_gc():
+        with paused_gc():
             return self._write_entities(entities)
 
     def _write_entities(self, entities: list[Entity]) -> int:
@@ -399,7 +400,7 @@ class Neo4jStore(GraphStore):
         return self._run(work, write=True, action="write mentions")
 
     def _upsert_relations(self, relations: list[Relation]) -> int:
-        with records.paused_gc():
+        with paused_gc():
             return self._write_relations(relations)
 
     def _write_relations(self, relations: list[Relation]) -> int:

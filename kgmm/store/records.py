@@ -7,11 +7,9 @@ both stores follow the same rules (see :mod:`kgmm.store.base`) by construction.
 
 from __future__ import annotations
 
-import gc
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -463,19 +461,3 @@ def may_change_entity(aliases: Sequence[str], ontology_ids: Sequence[str], name:
     return bool(aliases or ontology_ids) or bool(name and name != stored_name)
 
 
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a bulk write's Python work.
-
-    A write of 100k rows allocates short-lived containers by the hundred thousand, and each batch of them
-    starts a collection that walks every young object of the caller too (a freshly read batch of 500k
-    entities and relations): 1-2 s per load of the MetaQA KB. The temporaries are freed by reference counting;
-    the collector resumes afterwards.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
