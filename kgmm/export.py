@@ -15,7 +15,8 @@ def export_graph(store: GraphStore, fmt: str, out: str | Path) -> dict:
     """Write the whole graph of ``store`` to ``out`` in ``fmt``; return what was written.
 
     ``pyg`` writes a dict of tensors and vocabularies with ``torch.save``, loadable with
-    ``torch.load(path, weights_only=True)``.
+    ``torch.load(path, weights_only=True)`` (for a folder that reloads as a ``Data`` with its vocabularies, use
+    :func:`kgmm.graphdata.save_graph_tensors`).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValidationError(f"no export format {fmt!r}; available: {', '.join(EXPORT_FORMATS)}")
@@ -29,9 +30,11 @@ def export_graph(store: GraphStore, fmt: str, out: str | Path) -> dict:
             "edge_index": data.edge_index,
             "edge_type": data.edge_type,
             "node_type": data.node_type,
-            "entity_ids": list(data.entity_ids),
-            "entity_types": list(data.entity_types),
-            "relation_types": list(data.relation_types),
+            "edge_confidence": data.edge_confidence,
+            "entity_ids": data.entity_vocab.keys,
+            "entity_names": list(data.entity_names),
+            "entity_types": data.entity_type_vocab.keys,
+            "relation_types": data.relation_vocab.keys,
         }
         torch.save(payload, out)
         return {"format": fmt, "path": str(out), "nodes": len(payload["entity_ids"]), "edges": int(data.edge_index.shape[1])}

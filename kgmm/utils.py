@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 @contextmanager
@@ -22,3 +24,8 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def cache_dir() -> Path:
+    """Return kgmm's cache folder (``$KGMM_CACHE_DIR`` or ``~/.cache/kgmm``): lexicons, node features, images."""
+    return Path(os.environ.get("KGMM_CACHE_DIR") or Path.home() / ".cache" / "kgmm")

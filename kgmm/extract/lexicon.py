@@ -8,15 +8,14 @@ The merged result is cached on disk, keyed by the pack and the kgmm version.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 from kgmm import __version__
 from kgmm.domains import DomainPack
 from kgmm.domains.lexicons import LexiconEntry, build_lexicon
 from kgmm.schema import content_hash, normalize_name
+from kgmm.utils import cache_dir
 
 # Types whose names are proper names: never pluralised.
 _NAME_TYPES = {"Brand", "Person", "Organization", "Location", "Gender", "Season"}
@@ -38,11 +37,6 @@ class LexiconIndex:
             phrase: (entry_id, self.entries[entry_id].type, phrase != phrase.lower())
             for phrase, entry_id in self.phrases.items()
         }
-
-
-def cache_dir() -> Path:
-    """Return kgmm's cache folder (``$KGMM_CACHE_DIR`` or ``~/.cache/kgmm``)."""
-    return Path(os.environ.get("KGMM_CACHE_DIR") or Path.home() / ".cache" / "kgmm")
 
 
 def load_lexicon_index(pack: DomainPack) -> LexiconIndex:

@@ -4,7 +4,9 @@ Embeddings are cached on disk, one folder per encoder fingerprint, keyed by enti
 text each row was computed from: a later call encodes only entities that are new or whose text changed
 (renamed, retyped), and does not even load the model when nothing is missing.
 
-Cache layout (``cache_dir/<encoder fingerprint>/``): ``features.pt`` (a ``[rows, dim]`` tensor, loadable
+By default the cache lives in kgmm's cache folder (``$KGMM_CACHE_DIR`` or ``~/.cache/kgmm``) under
+``features/``; rows are keyed by entity id *and* text hash, so graphs sharing the folder never read each
+other's stale rows. Cache layout (``cache_dir/<encoder fingerprint>/``): ``features.pt`` (a ``[rows, dim]`` tensor, loadable
 with ``weights_only=True``) and ``index.json`` (entity id -> [row, text hash]).
 """
 
@@ -143,7 +145,7 @@ def node_features(
     data: Data,
     encoder: Encoder | str | Path | None = None,
     *,
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None | bool = None,
     template: str = DEFAULT_TEMPLATE,
     batch_size: int | None = None,
     progress: bool = False,
@@ -157,7 +159,8 @@ def node_features(
         encoder (TextEncoder, str or Path, optional): an encoder (anything with ``encode``, ``dim`` and
             ``fingerprint``), or a local transformers model folder; default the offline all-MiniLM-L6-v2.
             A folder is loaded only when some node is not cached yet.
-        cache_dir (str or Path, optional): the cache folder (one subfolder per encoder); None caches nothing.
+        cache_dir (str, Path or False, optional): the cache folder (one subfolder per encoder); default
+            ``kgmm.utils.cache_dir() / "features"``; False caches nothing.
         template (str, optional): the text of a node, from ``{name}`` and ``{type}`` (default "{name} ({type})").
         batch_size (int, optional): texts per forward pass (default: the encoder's).
         progress (bool, optional): show progress while encoding (default False).
@@ -183,6 +186,12 @@ def node_features(
         fingerprint = text_encoder_fingerprint(encoder)
         dim = None
 
+    if cache_dir is None or cache_dir is True:
+        from kgmm.utils import cache_dir as kgmm_cache_dir
+
+        cache_dir = kgmm_cache_dir() / "features"
+    elif cache_dir is False:
+        cache_dir = None
     cache = None
     if cache_dir is not None:
         directory = Path(cache_dir) / fingerprint

@@ -3,7 +3,10 @@
 The neighbourhood is found by breadth-first search over a CSR index of the graph with every relation read
 both ways, built once per graph (:class:`SubgraphRetriever`). It is pruned to at most ``max_nodes`` nodes
 by personalised PageRank from the seeds or, when a query embedding is given, by cosine similarity between
-the query and the node features. Seeds are always kept. Pure torch: no pyg-lib, torch-sparse or
+the query and the node features. Seeds are always kept, and by default the kept nodes stay connected to
+them: a node ranks at least as high as the best node reached through it (its search descendants), and a
+parent comes before its children, so a node is kept only with its path back to a seed (a query-relevant
+film two hops out comes with the actor that leads to it). Pure torch: no pyg-lib, torch-sparse or
 torch-scatter.
 
 PageRank runs locally: a few power iterations over the edges the search walked (those leaving nodes nearer
@@ -164,6 +167,7 @@ class SubgraphRetriever:
         query: Tensor | None = None,
         alpha: float = 0.15,
         iterations: int = 10,
+        connected: bool = True,
     ) -> RetrievedSubgraph:
         """Return the ``hops``-neighbourhood of ``seeds`` pruned to at most ``max_nodes`` nodes.
 
@@ -175,6 +179,9 @@ class SubgraphRetriever:
                 their features (set with ``node_features``) instead of PageRank.
             alpha (float, optional): PageRank restart probability (default 0.15).
             iterations (int, optional): PageRank power iterations (default 10).
+            connected (bool, optional): rank a node by the best of itself and the nodes reached through it,
+                parents first, so every kept node has a path to a seed inside the subgraph (default True);
+                False keeps the top-scoring nodes wherever they are. ``scores`` are each node's own score.
 
         Raises:
             ValidationError: for unknown seeds, more seeds than ``max_nodes``, or a query without features.
@@ -190,17 +197,23 @@ class SubgraphRetriever:
         inside = torch.zeros(self.num_nodes, dtype=torch.bool)
         inside[seed_index] = True
         frontier = seed_index
-        walked_heads, walked_positions = [], []
+        walked_heads, walked_positions, levels = [], [], []
+        parent = torch.full((self.num_nodes,), -1, dtype=torch.long) if connected else None
         for _ in range(hops):
             positions, owners = self._neighbours(frontier)
             walked_positions.append(positions)
             walked_heads.append(owners)
+            tails = self.col[positions]
             reached = torch.zeros(self.num_nodes, dtype=torch.bool)
-            reached[self.col[positions]] = True
+            reached[tails] = True
             reached &= ~inside
             frontier = reached.nonzero().view(-1)
             if frontier.numel() == 0:
                 break
+            if parent is not None:
+                new = reached[tails]
+                parent[tails[new]] = owners[new]
+                levels.append(frontier)
             inside |= reached
         candidates = inside.nonzero().view(-1)
 
@@ -212,10 +225,30 @@ class SubgraphRetriever:
         is_seed[seed_index] = True
         rank = torch.where(is_seed[candidates], torch.full_like(scores, float("inf")), scores)
         keep = min(max_nodes, candidates.numel())
-        order = torch.topk(rank, keep, sorted=True).indices if keep < candidates.numel() else torch.argsort(
-            rank, descending=True, stable=True)
+        if parent is not None and levels:
+            order = self._connected_order(candidates, rank, parent, levels)[:keep]
+        elif keep < candidates.numel():
+            order = torch.topk(rank, keep, sorted=True).indices
+        else:
+            order = torch.argsort(rank, descending=True, stable=True)
         node_index = candidates[order]
         return self._induced(node_index, scores[order], is_seed[node_index], candidates.numel())
+
+    def _connected_order(self, candidates: Tensor, rank: Tensor, parent: Tensor, levels: list[Tensor]) -> Tensor:
+        """Order candidates by the best rank below them (themselves included), parents first.
+
+        Every prefix of the order is closed under search parents, hence connected to the seeds.
+        """
+        import torch
+
+        best = torch.full((self.num_nodes,), float("-inf"))
+        best[candidates] = rank
+        depth = torch.zeros(self.num_nodes, dtype=torch.long)
+        for level, nodes in reversed(list(enumerate(levels, 1))):
+            best.scatter_reduce_(0, parent[nodes], best[nodes], reduce="amax")
+            depth[nodes] = level
+        by_depth = torch.argsort(depth[candidates], stable=True)
+        return by_depth[torch.argsort(best[candidates][by_depth], descending=True, stable=True)]
 
     def _pagerank(self, seed_index: Tensor, walked_heads: list[Tensor], walked_positions: list[Tensor],
                   alpha: float, iterations: int) -> Tensor:

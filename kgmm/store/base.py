@@ -161,11 +161,14 @@ class GraphStore(ABC):
 
         return to_networkx(self)
 
-    def to_pyg(self, *, hetero: bool = False):
-        """Return the graph as a torch_geometric ``Data`` (or ``HeteroData``) with id vocabularies."""
+    def to_pyg(self, *, hetero: bool = False, **vocabularies):
+        """Return the graph as a torch_geometric ``Data`` (or ``HeteroData``) with its vocabularies.
+
+        The same as :func:`kgmm.graphdata.store_to_data`; pass a model's saved vocabularies to keep its indices.
+        """
         from kgmm.store.export import to_pyg
 
-        return to_pyg(self, hetero=hetero)
+        return to_pyg(self, hetero=hetero, **vocabularies)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027  (a backend without a handle has nothing to release)

@@ -37,78 +37,19 @@ def to_networkx(store: GraphStore):
     return graph
 
 
-def to_pyg(store: GraphStore, hetero: bool = False):
+def to_pyg(store: GraphStore, hetero: bool = False, **vocabularies):
     """Return the graph as a torch_geometric ``Data`` or, with ``hetero``, a ``HeteroData``.
 
-    ``Data`` holds ``edge_index``, ``edge_type`` (index into ``relation_types``), ``edge_confidence``,
-    ``node_type`` (index into ``entity_types``) and the vocabulary ``entity_ids`` (node ``i`` is the entity
-    ``entity_ids[i]``). ``HeteroData`` has one node type per entity type, each with its ``entity_ids``,
-    and one edge type ``(head type, RELATION, tail type)`` per combination present, with
-    ``edge_index`` and ``edge_confidence``; ``relation_types`` and ``entity_types`` are kept globally.
+    One builder serves every caller: this is :func:`kgmm.graphdata.store_to_data` (or
+    :func:`kgmm.graphdata.store_to_hetero_data`), so node ``i`` is ``data.entity_vocab.key(i)``,
+    ``edge_type`` indexes ``data.relation_vocab`` and ``node_type`` indexes ``data.entity_type_vocab``.
 
     Args:
         store (GraphStore): the store to read.
         hetero (bool, optional): build a ``HeteroData``. (default: :obj:`False`)
-
-    Shapes:
-        - **Data:** edge_index :math:`(2, |\\mathcal{E}|)`, edge_type and edge_confidence
-          :math:`(|\\mathcal{E}|)`, node_type :math:`(|\\mathcal{V}|)`.
+        **vocabularies: ``entity_vocab``, ``relation_vocab``, ``entity_type_vocab`` to extend (a model's saved
+            vocabularies), as :func:`kgmm.graphdata.store_to_data` takes them.
     """
-    import torch
-    from torch_geometric.data import Data, HeteroData
+    from kgmm.graphdata.tensors import store_to_data, store_to_hetero_data
 
-    entity_ids: list[str] = []
-    type_of: list[str] = []
-    for entity in store.iter_entities():
-        entity_ids.append(entity.id)
-        type_of.append(entity.type)
-    index = {entity_id: i for i, entity_id in enumerate(entity_ids)}
-    heads: list[int] = []
-    tails: list[int] = []
-    relation_of: list[str] = []
-    confidences: list[float] = []
-    for relation in store.iter_relations():
-        heads.append(index[relation.head])
-        tails.append(index[relation.tail])
-        relation_of.append(relation.type)
-        confidences.append(relation.confidence)
-    entity_types = sorted(set(type_of))
-    relation_types = sorted(set(relation_of))
-
-    if not hetero:
-        entity_type_index = {name: i for i, name in enumerate(entity_types)}
-        relation_type_index = {name: i for i, name in enumerate(relation_types)}
-        return Data(
-            edge_index=torch.tensor([heads, tails], dtype=torch.long).view(2, -1),
-            edge_type=torch.tensor([relation_type_index[name] for name in relation_of], dtype=torch.long),
-            edge_confidence=torch.tensor(confidences, dtype=torch.float),
-            node_type=torch.tensor([entity_type_index[name] for name in type_of], dtype=torch.long),
-            num_nodes=len(entity_ids),
-            entity_ids=entity_ids,
-            entity_types=entity_types,
-            relation_types=relation_types,
-        )
-
-    data = HeteroData()
-    local_index: list[int] = []
-    members: dict[str, list[str]] = {name: [] for name in entity_types}
-    for entity_id, entity_type in zip(entity_ids, type_of, strict=True):
-        local_index.append(len(members[entity_type]))
-        members[entity_type].append(entity_id)
-    for entity_type, ids in members.items():
-        data[entity_type].entity_ids = ids
-        data[entity_type].num_nodes = len(ids)
-    edges: dict[tuple[str, str, str], tuple[list[int], list[int], list[float]]] = {}
-    for head, tail, relation_type, confidence in zip(heads, tails, relation_of, confidences, strict=True):
-        key = (type_of[head], relation_type, type_of[tail])
-        sources, targets, weights = edges.setdefault(key, ([], [], []))
-        sources.append(local_index[head])
-        targets.append(local_index[tail])
-        weights.append(confidence)
-    for key in sorted(edges):
-        sources, targets, weights = edges[key]
-        data[key].edge_index = torch.tensor([sources, targets], dtype=torch.long)
-        data[key].edge_confidence = torch.tensor(weights, dtype=torch.float)
-    data.entity_types = entity_types
-    data.relation_types = relation_types
-    return data
+    return (store_to_hetero_data if hetero else store_to_data)(store, **vocabularies)

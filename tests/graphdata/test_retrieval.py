@@ -76,12 +76,38 @@ def test_retrieve_by_query_embedding_ranks_by_cosine():
     wanted = data.entity_vocab.index("g:c:f7")
     features[wanted] = torch.tensor([1.0, 0.0, 0.0, 0.0])
     retriever = SubgraphRetriever(data, node_features=features)
-    sub = retriever.retrieve(["g:c:heat"], hops=2, max_nodes=2, query=torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    query = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    sub = retriever.retrieve(["g:c:heat"], hops=2, max_nodes=2, query=query, connected=False)
     assert sub.entity_ids == ["g:c:heat", "g:c:f7"]
     assert sub.scores[1].item() == pytest.approx(1.0)
     assert sub.edge_index.size(1) == 0  # f7 reaches heat only through the pruned genre
     data_out = sub.to_data(features)
     assert data_out.x.shape == (2, 4) and torch.equal(data_out.x[1], features[wanted])
+    # connected (the default): f7 comes with crime, the node it is reached through
+    sub = retriever.retrieve(["g:c:heat"], hops=2, max_nodes=3, query=query)
+    assert sub.entity_ids == ["g:c:heat", "g:c:crime", "g:c:f7"]
+    assert sub.scores[2] > sub.scores[1]  # the nodes' own scores, not the capped ones
+    assert retriever.retrieve(["g:c:heat"], hops=2, max_nodes=2, query=query).entity_ids == ["g:c:heat", "g:c:crime"]
+
+
+def test_every_retrieved_node_has_a_path_to_a_seed_inside_the_subgraph():
+    import networkx as nx
+
+    generator = torch.Generator().manual_seed(0)
+    entities = [Entity(f"g:c:n{i}", f"n{i}", "Concept", "g") for i in range(300)]
+    heads = torch.randint(0, 300, (900,), generator=generator).tolist()
+    tails = torch.randint(0, 300, (900,), generator=generator).tolist()
+    relations = [Relation(f"g:c:n{h}", "R", f"g:c:n{t}", 1.0, "t") for h, t in zip(heads, tails, strict=True) if h != t]
+    data = graph_to_data(entities, relations)
+    features = torch.randn(data.num_nodes, 8, generator=generator)
+    retriever = SubgraphRetriever(data, node_features=features)
+    for seed in range(0, 300, 37):
+        for query in (None, torch.randn(8, generator=generator)):
+            sub = retriever.retrieve([f"g:c:n{seed}"], hops=3, max_nodes=25, query=query)
+            graph = nx.Graph()
+            graph.add_nodes_from(range(sub.num_nodes))
+            graph.add_edges_from(sub.edge_index.t().tolist())
+            assert nx.is_connected(graph), (seed, query is None)
 
 
 def test_retrieve_accepts_indices_and_reports_bad_seeds():

@@ -285,17 +285,24 @@ def test_to_networkx_keys_edges_by_relation_type(graph):
 
 def test_to_pyg_data_has_vocabularies_and_typed_edges(graph):
     data = graph.to_pyg()
-    assert data.num_nodes == 6 and sorted(data.entity_ids) == sorted(e.id for e in tiny_entities())
+    entity_ids, relation_types, entity_types = data.entity_vocab.keys, data.relation_vocab.keys, data.entity_type_vocab.keys
+    assert data.num_nodes == 6 and sorted(entity_ids) == sorted(e.id for e in tiny_entities())
     assert data.edge_index.shape == (2, 3) and data.edge_type.shape == (3,)
-    assert data.relation_types == ["HAS_SYMPTOM", "TREATS"]
-    assert data.entity_types == ["Anatomy", "Disease", "Drug", "Symptom"]
+    assert relation_types == ["HAS_SYMPTOM", "TREATS"]
+    assert entity_types == ["Anatomy", "Disease", "Drug", "Symptom"]
     triples = {
-        (data.entity_ids[h], data.relation_types[t], data.entity_ids[d])
+        (entity_ids[h], relation_types[t], entity_ids[d])
         for h, t, d in zip(data.edge_index[0].tolist(), data.edge_type.tolist(), data.edge_index[1].tolist(), strict=True)
     }
     assert triples == {r.key for r in tiny_relations()}
-    types = dict(zip(data.entity_ids, (data.entity_types[i] for i in data.node_type.tolist()), strict=True))
+    types = dict(zip(entity_ids, (entity_types[i] for i in data.node_type.tolist()), strict=True))
     assert types[KIDNEY] == "Anatomy" and types[METFORMIN] == "Drug"
+
+
+def test_to_pyg_keeps_a_given_vocabulary(graph):
+    first = graph.to_pyg()
+    again = graph.to_pyg(entity_vocab=first.entity_vocab, relation_vocab=first.relation_vocab)
+    assert again.entity_vocab == first.entity_vocab and torch_equal(again.edge_index, first.edge_index)
 
 
 def test_to_pyg_hetero_has_one_node_type_per_entity_type(graph):
@@ -311,7 +318,13 @@ def test_to_pyg_hetero_has_one_node_type_per_entity_type(graph):
 
 def test_to_pyg_of_empty_store(store):
     data = store.to_pyg()
-    assert data.num_nodes == 0 and data.edge_index.shape == (2, 0) and data.entity_ids == []
+    assert data.num_nodes == 0 and data.edge_index.shape == (2, 0) and data.entity_vocab.keys == []
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
 
 
 def test_iter_sources_and_mentions_list_everything_stored(graph):
