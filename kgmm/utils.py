@@ -29,3 +29,16 @@ def paused_gc() -> Iterator[None]:
 def cache_dir() -> Path:
     """Return kgmm's cache folder (``$KGMM_CACHE_DIR`` or ``~/.cache/kgmm``): lexicons, node features, images."""
     return Path(os.environ.get("KGMM_CACHE_DIR") or Path.home() / ".cache" / "kgmm")
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether bf16 matmuls and convolutions run natively here (2-4x faster on such CPUs); ``KGMM_BF16=0`` turns
+    it off."""
+    import torch
+
+    if os.environ.get("KGMM_BF16", "1") == "0":
+        return False
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from kgmm.errors import ExtractionError, KgmmError
 from kgmm.schema import normalize_name
 from kgmm.tasks.metrics import PRF, match_counts
+from kgmm.utils import cpu_bf16_supported
 
 if TYPE_CHECKING:
     import torch
@@ -534,7 +535,7 @@ def _build_net(encoder_config: dict, n_tags: int, n_types: int, n_relations: int
             bert_config = BertConfig(**encoder_config)
             bert_config._attn_implementation = "eager"  # faster than sdpa for padded bf16 batches on CPU
             self.encoder = BertModel(bert_config, add_pooling_layer=False)
-            self.bf16 = _cpu_bf16_supported()
+            self.bf16 = cpu_bf16_supported()
             hidden = self.encoder.config.hidden_size
             self.shape_embedding = nn.Embedding(len(_SHAPES), 16)
             self.dropout = nn.Dropout(0.1)
@@ -579,18 +580,6 @@ def _build_net(encoder_config: dict, n_tags: int, n_types: int, n_relations: int
             return self.pair_mlp(self.dropout(pair_input))
 
     return ExtractionNet()
-
-
-def _cpu_bf16_supported() -> bool:
-    """Whether bf16 matmuls run natively here (2x faster training on such CPUs); KGMM_BF16=0 turns it off."""
-    import torch
-
-    if os.environ.get("KGMM_BF16", "1") == "0":
-        return False
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 @dataclass
