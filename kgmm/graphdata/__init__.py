@@ -17,12 +17,13 @@ __all__ = [
     "save_graph_tensors",
     "store_to_data",
     "store_to_hetero_data",
+    "text_features",
     "to_hetero_data",
     "triples_to_data",
 ]
 
 _HOMES = {
-    "FeatureCache": "features", "entity_texts": "features", "node_features": "features",
+    "FeatureCache": "features", "entity_texts": "features", "node_features": "features", "text_features": "features",
     "RetrievedSubgraph": "retrieval", "SubgraphRetriever": "retrieval", "retrieve_subgraph": "retrieval",
     "graph_to_data": "tensors", "load_graph_tensors": "tensors", "load_vocabularies": "tensors",
     "save_graph_tensors": "tensors", "store_to_data": "tensors", "store_to_hetero_data": "tensors",

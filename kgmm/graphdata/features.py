@@ -174,9 +174,38 @@ def node_features(
     texts = entity_texts(data, template=template)
     keys = data.entity_vocab.keys
     present = [i for i, text in enumerate(texts) if text]
-    present_keys = [keys[i] for i in present]
-    hashes = [text_hash(texts[i]) for i in present]
+    rows = text_features([keys[i] for i in present], [texts[i] for i in present], encoder, cache_dir=cache_dir,
+                         batch_size=batch_size, progress=progress, cache_dtype=cache_dtype)
+    out = torch.zeros(int(data.num_nodes), rows.size(1))
+    if present:
+        out[torch.tensor(present, dtype=torch.long)] = rows
+    return out
 
+
+def text_features(
+    keys: Sequence[str],
+    texts: Sequence[str],
+    encoder: Encoder | str | Path | None = None,
+    *,
+    cache_dir: str | Path | None | bool = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    cache_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Return ``[len(texts), dim]`` embeddings of ``texts``, cached on disk under ``keys`` (entity or source ids).
+
+    A cached row is reused only while its key's text is unchanged (rows store a hash of the text).
+
+    Args:
+        keys (list of str): one unique id per text.
+        texts (list of str): the texts.
+        encoder, cache_dir, batch_size, progress, cache_dtype: as for :func:`node_features`.
+    """
+    import torch
+
+    if len(keys) != len(texts):
+        raise ValidationError(f"expected one key per text, got {len(keys)} keys and {len(texts)} texts")
+    hashes = [text_hash(text) for text in texts]
     loaded = encoder if hasattr(encoder, "encode") else None
     if loaded is not None:
         fingerprint, dim = loaded.fingerprint, loaded.dim
@@ -185,7 +214,6 @@ def node_features(
 
         fingerprint = text_encoder_fingerprint(encoder)
         dim = None
-
     if cache_dir is None or cache_dir is True:
         from kgmm.utils import cache_dir as kgmm_cache_dir
 
@@ -199,7 +227,7 @@ def node_features(
             dim = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8")).get("dim")
         if dim is not None:
             cache = FeatureCache(directory, dim, dtype=cache_dtype)
-    missing = cache.missing(present_keys, hashes) if cache is not None else list(range(len(present)))
+    missing = cache.missing(keys, hashes) if cache is not None else list(range(len(texts)))
 
     computed = None
     if missing:
@@ -207,7 +235,7 @@ def node_features(
             from kgmm.nn.text import TextEncoder
 
             loaded = TextEncoder(encoder)
-        computed = loaded.encode([texts[present[i]] for i in missing], batch_size=batch_size, progress=progress)
+        computed = loaded.encode([texts[i] for i in missing], batch_size=batch_size, progress=progress)
         if computed.shape != (len(missing), loaded.dim):
             raise ValidationError(f"the encoder returned shape {list(computed.shape)} for {len(missing)} texts; "
                                   f"expected [{len(missing)}, {loaded.dim}]")
@@ -215,16 +243,13 @@ def node_features(
         if cache_dir is not None:
             if cache is None:
                 cache = FeatureCache(Path(cache_dir) / fingerprint, dim, dtype=cache_dtype)
-            cache.put([present_keys[i] for i in missing], [hashes[i] for i in missing], computed)
+            cache.put([keys[i] for i in missing], [hashes[i] for i in missing], computed)
             cache.save()
 
-    if dim is None:  # a graph without entities and nothing cached: the width still comes from the model
+    if dim is None:  # nothing to encode and nothing cached: the width still comes from the model
         from kgmm.nn.text import TextEncoder
 
         dim = TextEncoder(encoder).dim
-    out = torch.zeros(int(data.num_nodes), dim)
     if cache is not None:
-        out[torch.tensor(present, dtype=torch.long)] = cache.get(present_keys).float()
-    elif present:
-        out[torch.tensor(present, dtype=torch.long)] = computed.float()
-    return out
+        return cache.get(list(keys)).float() if len(keys) else torch.empty(0, dim)
+    return computed.float() if computed is not None else torch.empty(0, dim)
