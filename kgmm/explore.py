@@ -1,7 +1,7 @@
 """Questions a user asks of a stored graph, answered as plain JSON-ready dicts with their sources.
 
 The CLI, notebooks and tests call these; each fact carries the documents/images and sentences
-that stated it.
+that stated it, and each mention its provenance ("extracted" from text, or "retrieved" by similarity).
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def search(store: GraphStore, name: str, *, limit: int = 10) -> dict:
                 "score": round(match.score, 3),
                 "matched": match.matched,
                 "mentions": [
-                    {"text": m.text, "sentence": m.sentence, "negated": m.negated, "uncertain": m.uncertain, "source": source_dict(s)}
+                    {"text": m.text, "sentence": m.sentence, "negated": m.negated, "uncertain": m.uncertain,
+                     "provenance": m.provenance, "confidence": m.confidence, "source": source_dict(s)}
                     for m, s in mentions
                 ],
             }
@@ -115,6 +116,7 @@ def stats_dict(store: GraphStore) -> dict:
         "documents": stats.documents,
         "images": stats.images,
         "mentions": stats.mentions,
+        "retrieved_links": stats.retrieved_links,
         "entities_by_type": stats.entities_by_type,
         "relations_by_type": stats.relations_by_type,
     }

@@ -13,6 +13,12 @@ from typing import Literal
 
 SourceKind = Literal["document", "image"]
 
+# How a mention came to be: read from the source's text, or linked by a similarity search (an
+# uncaptioned image and its nearest entities); retrieved links are low-confidence provenance, not facts.
+PROVENANCE_EXTRACTED = "extracted"
+PROVENANCE_RETRIEVED = "retrieved"
+PROVENANCES = (PROVENANCE_EXTRACTED, PROVENANCE_RETRIEVED)
+
 # Labels and relation types reach Cypher as identifiers, so only this shape is accepted.
 _LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _SPACE_RE = re.compile(r"\s+")
@@ -127,6 +133,12 @@ class Mention:
         sentence (str): the sentence that contains it.
         negated (bool): stated as absent ("denies fever").
         uncertain (bool): stated as possible ("possible pneumonia").
+        provenance (str): how the mention was found: ``"extracted"`` from the source's text, or
+            ``"retrieved"`` by a similarity search (an image without a caption linked to its nearest
+            entities). A retrieved mention has empty ``text`` and ``sentence`` and ``start = end = 0``.
+            (default: ``"extracted"``)
+        confidence (float): in [0, 1]; 1.0 for an extracted mention, the retrieval similarity for a
+            retrieved one. (default: ``1.0``)
     """
 
     entity_id: str
@@ -137,6 +149,8 @@ class Mention:
     sentence: str
     negated: bool = False
     uncertain: bool = False
+    provenance: str = PROVENANCE_EXTRACTED
+    confidence: float = 1.0
 
 
 @dataclass
@@ -204,3 +218,4 @@ class GraphStats:
     mentions: int
     entities_by_type: dict[str, int] = field(default_factory=dict)
     relations_by_type: dict[str, int] = field(default_factory=dict)
+    retrieved_links: int = 0  # mentions with provenance "retrieved" (counted in ``mentions`` too)

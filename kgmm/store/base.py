@@ -22,6 +22,7 @@ from typing import Any
 
 from kgmm.errors import ValidationError
 from kgmm.schema import (
+    PROVENANCES,
     Entity,
     EntityMatch,
     GraphStats,
@@ -42,6 +43,23 @@ def _check_label(kind: str, label: str) -> None:
         raise ValidationError(
             f"invalid {kind} {label!r}: use letters, digits and underscores, starting with a letter "
             "(it must come from the domain pack's schema)"
+        )
+
+
+def _check_mention(mention: Mention) -> None:
+    if mention.provenance not in PROVENANCES:
+        raise ValidationError(
+            f"invalid mention provenance {mention.provenance!r} ({mention.entity_id} in {mention.source_id}); "
+            f"expected one of: {', '.join(PROVENANCES)}"
+        )
+    try:
+        confidence = float(mention.confidence)
+    except (TypeError, ValueError):
+        confidence = float("nan")
+    if not 0.0 <= confidence <= 1.0:
+        raise ValidationError(
+            f"mention confidence must be in [0, 1], got {mention.confidence!r} "
+            f"({mention.entity_id} in {mention.source_id})"
         )
 
 
@@ -87,7 +105,13 @@ class GraphStore(ABC):
         return self._upsert_relations(list(relations)) if relations else 0
 
     def upsert_mentions(self, mentions: Sequence[Mention]) -> int:
-        """Insert mentions not yet stored (key: entity, source, start, end); return how many were new."""
+        """Insert mentions not yet stored (key: entity, source, start, end); return how many were new.
+
+        An extracted and a retrieved mention of one entity in one source are distinct when their spans differ
+        (a retrieved one is at 0..0); a mention whose key is stored already changes nothing.
+        """
+        for mention in mentions:
+            _check_mention(mention)
         return self._upsert_mentions(list(mentions)) if mentions else 0
 
     def known_sources(self, source_ids: Iterable[str]) -> set[str]:
@@ -129,7 +153,7 @@ class GraphStore(ABC):
         return self._get_sources(ids) if ids else {}
 
     def stats(self) -> GraphStats:
-        """Return counts of entities, relations, sources and mentions."""
+        """Return counts of entities, relations, sources and mentions (``retrieved_links``: those retrieved)."""
         return self._stats()
 
     def cypher(self, query: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:

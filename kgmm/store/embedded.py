@@ -27,6 +27,7 @@ from typing import Any
 
 from kgmm.errors import StoreError, ValidationError
 from kgmm.schema import (
+    PROVENANCE_RETRIEVED,
     Entity,
     GraphStats,
     Mention,
@@ -165,6 +166,8 @@ class EmbeddedStore(GraphStore):
         self.uri = str(self.path)
         self.read_only = bool(read_only)
         self._relation_types: dict[str, str] = {}  # lower-case name -> name as created
+        # Whether MENTIONED_IN has the provenance columns: a store of an older kgmm opened read-only lacks them.
+        self._mention_provenance = True
         database_file = self._prepare_location()
         self._key = str(database_file.resolve())
         database = self._acquire_database(ladybug, database_file)
@@ -249,7 +252,19 @@ class EmbeddedStore(GraphStore):
                 f"{self.path / DATABASE_FILE} is a LadybugDB database but not a kgmm store (no Entity/Source tables); "
                 "open it once with read_only=False to create them, or choose another directory"
             )
+        self._prepare_mention_columns()
         self._load_relation_types()
+
+    def _prepare_mention_columns(self) -> None:
+        """Add the provenance columns to the MENTIONED_IN of a store written before they existed (a writable
+        open), or remember they are absent, so reads return the defaults (a read-only open)."""
+        names = {row["name"] for row in self._rows(queries.mention_columns(), {}, action="read the schema")}
+        missing = [name for name, _, _ in queries.MENTION_PROVENANCE_COLUMNS if name not in names]
+        if missing and not self.read_only:
+            for statement in queries.add_mention_columns(missing):
+                self._execute(statement, {}, action="add the mention provenance columns")
+            missing = []
+        self._mention_provenance = not missing
 
     def close(self) -> None:
         """Release the database handle (the database closes when its last store in this process does)."""
@@ -685,7 +700,8 @@ class EmbeddedStore(GraphStore):
         return Subgraph(entities=[records.entity_from_row(node) for node in nodes], relations=relations)
 
     def _mentions(self, entity_id: str, limit: int) -> list[tuple[Mention, Source]]:
-        rows = self._rows(queries.mentions_of_entity(), {"entity_id": entity_id, "limit": limit}, action="read mentions")
+        rows = self._rows(queries.mentions_of_entity(provenance=self._mention_provenance),
+                          {"entity_id": entity_id, "limit": limit}, action="read mentions")
         return [(records.mention_from_row(entity_id, row), records.source_from_row(row)) for row in rows]
 
     def _stats(self) -> GraphStats:
@@ -697,6 +713,9 @@ class EmbeddedStore(GraphStore):
                 relations_by_type[relation_type] = count
         sources_by_kind = {row["kind"]: row["n"] for row in self._rows(queries.count_sources_by_kind(), {})}
         mentions = self._rows(queries.count_mentions(), {})[0]["n"]
+        retrieved = 0
+        if mentions and self._mention_provenance:
+            retrieved = self._rows(queries.count_mentions_by_provenance(), {"provenance": PROVENANCE_RETRIEVED})[0]["n"]
         return GraphStats(
             entities=sum(entities_by_type.values()),
             relations=sum(relations_by_type.values()),
@@ -705,6 +724,7 @@ class EmbeddedStore(GraphStore):
             mentions=mentions,
             entities_by_type=dict(sorted(entities_by_type.items())),
             relations_by_type=dict(sorted(relations_by_type.items())),
+            retrieved_links=retrieved,
         )
 
     def _cypher(self, query: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -749,7 +769,7 @@ class EmbeddedStore(GraphStore):
 
     def _iter_mentions(self) -> Iterator[Mention]:
         for window in self._node_ranges():
-            rows = self._rows(queries.mention_range(), window, action="read mentions")
+            rows = self._rows(queries.mention_range(provenance=self._mention_provenance), window, action="read mentions")
             rows.sort(key=lambda row: (row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
             yield from (records.mention_from_row(row["entity_id"], row) for row in rows)
 

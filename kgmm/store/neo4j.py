@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from kgmm.errors import MissingDependencyError, StoreError, ValidationError
 from kgmm.schema import (
+    PROVENANCE_RETRIEVED,
     Entity,
     GraphStats,
     Mention,
@@ -573,6 +574,7 @@ class Neo4jStore(GraphStore):
                                  if row["n"] and row["type"] != queries.MENTIONED_IN}
             sources_by_kind = {row["kind"]: row["n"] for row in tx.run(queries.count_sources_by_kind()).data()}
             mentions = tx.run(queries.count_mentions()).data()[0]["n"]
+            retrieved = tx.run(queries.count_mentions_by_provenance(), {"provenance": PROVENANCE_RETRIEVED}).data()[0]["n"]
             return GraphStats(
                 entities=sum(entities_by_type.values()),
                 relations=sum(relations_by_type.values()),
@@ -581,6 +583,7 @@ class Neo4jStore(GraphStore):
                 mentions=mentions,
                 entities_by_type=dict(sorted(entities_by_type.items())),
                 relations_by_type=dict(sorted(relations_by_type.items())),
+                retrieved_links=retrieved,
             )
 
         return self._run(work, write=False, action="count the graph")

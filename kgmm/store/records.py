@@ -15,7 +15,7 @@ from operator import attrgetter
 from typing import Any
 
 from kgmm.errors import ValidationError
-from kgmm.schema import Entity, EntityMatch, Mention, Relation, Source, normalize_name
+from kgmm.schema import PROVENANCE_EXTRACTED, Entity, EntityMatch, Mention, Relation, Source, normalize_name
 
 SOURCE_COLUMNS = (
     "id", "kind", "text", "origin", "title", "image_path", "subject", "subject_type", "attributes", "metadata",
@@ -126,11 +126,14 @@ def mention_row(key: tuple[str, str, int, int], mention: Mention) -> dict[str, A
     return {
         "entity_id": entity_id, "source_id": source_id, "start_char": start, "end_char": end,
         "text": str(mention.text), "sentence": str(mention.sentence), "negated": bool(mention.negated),
-        "uncertain": bool(mention.uncertain),
+        "uncertain": bool(mention.uncertain), "provenance": str(mention.provenance),
+        "confidence": float(mention.confidence),
     }
 
 
 def mention_from_row(entity_id: str, row: dict[str, Any]) -> Mention:
+    """Return a stored mention; one written before provenance existed reads as extracted, confidence 1.0."""
+    provenance, confidence = row.get("provenance"), row.get("confidence")
     return Mention(
         entity_id=entity_id,
         source_id=row["source_id"],
@@ -140,6 +143,8 @@ def mention_from_row(entity_id: str, row: dict[str, Any]) -> Mention:
         sentence=row["sentence"] or "",
         negated=bool(row["negated"]),
         uncertain=bool(row["uncertain"]),
+        provenance=provenance or PROVENANCE_EXTRACTED,
+        confidence=1.0 if confidence is None else float(confidence),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from kgmm.errors import StoreError
 from kgmm.store.base import GraphStore
 
-_COUNTED = ("entities", "relations", "documents", "images", "mentions")
+_COUNTED = ("entities", "relations", "documents", "images", "mentions", "retrieved_links")
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -19,7 +19,7 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def copy_store(source: GraphStore, target: GraphStore, *, batch_size: int = 10_000, progress: bool = False) -> dict:
-    """Copy every entity, relation, mention and source of ``source`` into ``target``.
+    """Copy every entity, relation, mention (provenance and confidence kept) and source of ``source`` into ``target``.
 
     Writes follow ingest's order (entities, relations, mentions, then sources), each in batches through
     the idempotent upserts, so an interrupted copy is simply run again. Copying into a non-empty store
@@ -29,8 +29,8 @@ def copy_store(source: GraphStore, target: GraphStore, *, batch_size: int = 10_0
         dict: what was copied, and both stores' counts.
 
     Raises:
-        StoreError: when, at the end, the target holds fewer entities, relations, sources or mentions
-            than the source (a write was lost), naming both stores.
+        StoreError: when, at the end, the target holds fewer entities, relations, sources, mentions or
+            retrieved links than the source (a write was lost), naming both stores.
     """
     if batch_size < 1:
         raise StoreError(f"expected a batch size of at least 1, got {batch_size}")

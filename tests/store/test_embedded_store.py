@@ -6,7 +6,7 @@ import pytest
 from tiny_graph import DIABETES, DOC_A, DOC_B, INSULIN, METFORMIN, THIRST, tiny_entities, tiny_relations, write_batch
 
 from kgmm.errors import StoreError, ValidationError
-from kgmm.schema import Relation
+from kgmm.schema import PROVENANCE_RETRIEVED, Mention, Relation
 from kgmm.store import embedded as embedded_module
 from kgmm.store import open_store
 from kgmm.store.embedded import EmbeddedStore
@@ -159,3 +159,65 @@ def test_labels_with_a_trailing_newline_are_invalid():
     from kgmm.schema import is_valid_label
 
     assert is_valid_label("TREATS") and not is_valid_label("TREATS\n") and not is_valid_label(None)
+
+
+# The schema of a store written before mentions had provenance (kgmm 0.x): MENTIONED_IN without its two columns.
+_OLD_SCHEMA = (
+    "CREATE NODE TABLE Source(id STRING, kind STRING, text STRING, origin STRING, title STRING, image_path STRING, "
+    "subject STRING, subject_type STRING, attributes STRING, metadata STRING, PRIMARY KEY(id))",
+    "CREATE NODE TABLE Entity(id STRING, name STRING, type STRING, domain STRING, aliases STRING[], "
+    "ontology_ids STRING[], name_key STRING, alias_keys STRING[], PRIMARY KEY(id))",
+    "CREATE REL TABLE MENTIONED_IN(FROM Entity TO Source, start_char INT64, end_char INT64, text STRING, "
+    "sentence STRING, negated BOOLEAN, uncertain BOOLEAN)",
+    "CREATE (:Entity {id: 'medical:drug:metformin', name: 'Metformin', type: 'Drug', domain: 'medical', "
+    "aliases: [], ontology_ids: [], name_key: 'metformin', alias_keys: []})",
+    "CREATE (:Source {id: 'doc:a', kind: 'document', text: 'Metformin helps.', origin: 'a.txt', title: 'a.txt', "
+    "attributes: '{}', metadata: '{}'})",
+    "MATCH (e:Entity), (s:Source) CREATE (e)-[:MENTIONED_IN {start_char: 0, end_char: 9, text: 'Metformin', "
+    "sentence: 'Metformin helps.', negated: false, uncertain: false}]->(s)",
+)
+
+
+@pytest.fixture
+def old_store(tmp_path):
+    """The directory of a store written by the previous schema, with one mention."""
+    import ladybug
+
+    location = tmp_path / "old"
+    location.mkdir()
+    database = ladybug.Database(str(location / embedded_module.DATABASE_FILE))
+    connection = ladybug.Connection(database)
+    for statement in _OLD_SCHEMA:
+        connection.execute(statement)
+    connection.close()
+    database.close()
+    return location
+
+
+def _mention_columns(store: EmbeddedStore) -> set[str]:
+    return {row["name"] for row in store.cypher(queries.mention_columns())}
+
+
+def test_old_store_read_only_reads_mentions_as_extracted(old_store):
+    with open_store(old_store, read_only=True) as reader:
+        assert "provenance" not in _mention_columns(reader)  # a read-only open leaves the schema alone
+        [(mention, source)] = reader.mentions(METFORMIN)
+        assert (mention.text, mention.provenance, mention.confidence, source.id) == ("Metformin", "extracted", 1.0, "doc:a")
+        assert [(m.start, m.end, m.provenance, m.confidence) for m in reader.iter_mentions()] == [(0, 9, "extracted", 1.0)]
+        stats = reader.stats()
+        assert (stats.mentions, stats.retrieved_links, stats.documents) == (1, 0, 1)
+
+
+def test_old_store_writable_open_adds_the_provenance_columns(old_store):
+    with open_store(old_store) as store:
+        assert {"provenance", "confidence"} <= _mention_columns(store)
+        [(mention, _)] = store.mentions(METFORMIN)
+        assert (mention.provenance, mention.confidence) == ("extracted", 1.0)
+        link = Mention(METFORMIN, "doc:a", 0, 0, "", "", provenance=PROVENANCE_RETRIEVED, confidence=0.4)
+        assert store.upsert_mentions([link]) == 1
+    with open_store(old_store, read_only=True) as reader:
+        assert sorted((m.start, m.end, m.provenance, m.confidence) for m in reader.iter_mentions()) == [
+            (0, 0, PROVENANCE_RETRIEVED, 0.4), (0, 9, "extracted", 1.0)]
+        assert (reader.stats().mentions, reader.stats().retrieved_links) == (2, 1)
+    with open_store(old_store) as reopened:  # the migration runs once
+        assert reopened.stats().retrieved_links == 1

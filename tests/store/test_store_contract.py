@@ -21,7 +21,7 @@ from tiny_graph import (
 )
 
 from kgmm.errors import StoreError, ValidationError
-from kgmm.schema import Entity, Mention, Relation, Source
+from kgmm.schema import PROVENANCE_EXTRACTED, PROVENANCE_RETRIEVED, Entity, Mention, Relation, Source
 
 
 @pytest.fixture
@@ -348,6 +348,93 @@ def test_copy_store_between_backends_checks_counts(graph, store_factory):
     assert copy_store(graph, target)["copied"] == {"entities": 0, "relations": 0, "mentions": 0, "sources": 0}
     with pytest.raises(StoreError, match="into itself"):
         copy_store(graph, graph)
+
+
+UNCAPTIONED = Source(id="img:uncaptioned", kind="image", text="", origin="photos/scan.png",
+                     image_path="/data/scan.png")
+
+
+def retrieved(entity_id: str, source_id: str, similarity: float) -> Mention:
+    """A link found by image-text retrieval: no text, no span, the similarity as confidence."""
+    return Mention(entity_id, source_id, 0, 0, "", "", provenance=PROVENANCE_RETRIEVED, confidence=similarity)
+
+
+def _provenance(mentions) -> list[tuple]:
+    return sorted((m.entity_id, m.source_id, m.start, m.end, m.provenance, round(m.confidence, 6)) for m in mentions)
+
+
+def test_retrieved_mention_round_trips_with_provenance_and_confidence(graph):
+    from kgmm.explore import search, stats_dict
+
+    assert graph.upsert_mentions([retrieved(KIDNEY, UNCAPTIONED.id, 0.42), retrieved(FLU, UNCAPTIONED.id, 0.17)]) == 2
+    graph.upsert_sources([UNCAPTIONED])
+    [(link, source)] = graph.mentions(FLU)
+    assert (link.provenance, link.confidence, link.text, link.sentence, link.start, link.end) == (
+        PROVENANCE_RETRIEVED, pytest.approx(0.17), "", "", 0, 0)
+    assert source == UNCAPTIONED
+    stored = [m for m in graph.iter_mentions() if m.source_id == UNCAPTIONED.id]
+    assert _provenance(stored) == sorted([(FLU, UNCAPTIONED.id, 0, 0, PROVENANCE_RETRIEVED, 0.17),
+                                          (KIDNEY, UNCAPTIONED.id, 0, 0, PROVENANCE_RETRIEVED, 0.42)])
+    extracted = [m for m in graph.iter_mentions() if m.source_id != UNCAPTIONED.id]
+    assert {(m.provenance, m.confidence) for m in extracted} == {(PROVENANCE_EXTRACTED, 1.0)}
+    stats = graph.stats()
+    assert (stats.mentions, stats.retrieved_links, stats.images) == (8, 2, 2)
+    assert stats_dict(graph)["retrieved_links"] == 2
+    shown = search(graph, "influenza")["results"][0]["mentions"]
+    assert [(m["provenance"], m["confidence"], m["source"]["id"]) for m in shown] == [
+        (PROVENANCE_RETRIEVED, pytest.approx(0.17), UNCAPTIONED.id)]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("provenance", "guessed", "expected one of: extracted, retrieved"),
+    ("provenance", "Retrieved", "expected one of: extracted, retrieved"),
+    ("confidence", 1.5, r"in \[0, 1\], got 1.5"),
+    ("confidence", -0.1, r"in \[0, 1\], got -0.1"),
+    ("confidence", float("nan"), r"in \[0, 1\], got nan"),
+    ("confidence", "high", r"in \[0, 1\], got 'high'"),
+])
+def test_upsert_mentions_refuses_invalid_provenance_or_confidence_before_writing(graph, field, value, message):
+    bad = retrieved(FLU, IMAGE.id, 0.5)
+    setattr(bad, field, value)
+    with pytest.raises(ValidationError, match=message):
+        graph.upsert_mentions([retrieved(KIDNEY, DOC_A.id, 0.5), bad])
+    assert graph.stats().mentions == 6
+    assert _provenance(graph.iter_mentions()) == _provenance(tiny_mentions())
+
+
+def test_extracted_and_retrieved_mentions_of_one_pair_coexist(graph):
+    assert graph.upsert_mentions([retrieved(KIDNEY, IMAGE.id, 0.9)]) == 1
+    assert graph.upsert_mentions([retrieved(KIDNEY, IMAGE.id, 0.3)]) == 0  # same key: the stored link stays
+    by_span = {(m.start, m.end): m for m, _ in graph.mentions(KIDNEY)}
+    assert sorted(by_span) == [(0, 0), (0, 6)]
+    assert (by_span[0, 6].provenance, by_span[0, 6].confidence, by_span[0, 6].text) == (PROVENANCE_EXTRACTED, 1.0, "Kidney")
+    assert (by_span[0, 0].provenance, by_span[0, 0].confidence, by_span[0, 0].text) == (
+        PROVENANCE_RETRIEVED, pytest.approx(0.9), "")
+    assert (graph.stats().mentions, graph.stats().retrieved_links) == (7, 1)
+
+
+def test_mention_written_without_provenance_reads_as_extracted(graph):
+    graph.cypher(
+        "MATCH (e:Entity {id: $entity_id}), (s:Source {id: $source_id}) CREATE (e)-[:MENTIONED_IN "
+        "{start_char: 50, end_char: 56, text: 'kidney', sentence: 'Kidney.', negated: false, uncertain: false}]->(s)",
+        {"entity_id": KIDNEY, "source_id": DOC_B.id},
+    )
+    [old] = [m for m, _ in graph.mentions(KIDNEY) if m.source_id == DOC_B.id]
+    assert (old.provenance, old.confidence) == (PROVENANCE_EXTRACTED, 1.0)
+    assert (graph.stats().mentions, graph.stats().retrieved_links) == (7, 0)
+
+
+def test_copy_store_carries_mention_provenance(graph, store_factory):
+    from kgmm.store.transfer import copy_store
+
+    graph.upsert_mentions([retrieved(KIDNEY, UNCAPTIONED.id, 0.42), retrieved(KIDNEY, IMAGE.id, 0.25)])
+    graph.upsert_sources([UNCAPTIONED])
+    target = store_factory(1)
+    result = copy_store(graph, target, batch_size=3)
+    assert result["target_stats"]["retrieved_links"] == result["source_stats"]["retrieved_links"] == 2
+    assert _provenance(target.iter_mentions()) == _provenance(graph.iter_mentions())
+    assert {(m.start, m.provenance) for m, _ in target.mentions(KIDNEY)} == {
+        (0, PROVENANCE_RETRIEVED), (0, PROVENANCE_EXTRACTED)}
 
 
 HOSTILE = [

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kgmm.errors import ValidationError
-from kgmm.schema import is_valid_label
+from kgmm.schema import PROVENANCE_EXTRACTED, is_valid_label
 
 ENTITY = "Entity"
 SOURCE = "Source"
@@ -21,6 +21,11 @@ RESERVED_TABLES = frozenset(name.lower() for name in (ENTITY, SOURCE, MENTIONED_
 
 SOURCE_COLUMNS = (
     "id", "kind", "text", "origin", "title", "image_path", "subject", "subject_type", "attributes", "metadata",
+)
+# MENTIONED_IN columns added after the first release (name, type, default): stores written before lack them.
+MENTION_PROVENANCE_COLUMNS = (
+    ("provenance", "STRING", f"'{PROVENANCE_EXTRACTED}'"),
+    ("confidence", "DOUBLE", "1.0"),
 )
 
 _SCHEMA = (
@@ -32,7 +37,8 @@ _SCHEMA = (
     "name_key STRING, alias_keys STRING[], PRIMARY KEY(id))",
     # `end` is a keyword of LadybugDB's Cypher (m.end does not parse), hence start_char/end_char.
     f"CREATE REL TABLE IF NOT EXISTS {MENTIONED_IN}(FROM {ENTITY} TO {SOURCE}, "
-    "start_char INT64, end_char INT64, text STRING, sentence STRING, negated BOOLEAN, uncertain BOOLEAN)",
+    "start_char INT64, end_char INT64, text STRING, sentence STRING, negated BOOLEAN, uncertain BOOLEAN, "
+    + ", ".join(f"{name} {kind} DEFAULT {default}" for name, kind, default in MENTION_PROVENANCE_COLUMNS) + ")",
 )
 
 _ENTITY_FIELDS = "e.id AS id, e.name AS name, e.type AS type, e.domain AS domain, e.aliases AS aliases, e.ontology_ids AS ontology_ids"
@@ -86,6 +92,25 @@ def list_tables() -> str:
     return "CALL show_tables() RETURN name, type"
 
 
+def mention_columns() -> str:
+    """Return the query listing the property names of MENTIONED_IN (``table_info`` takes only a literal)."""
+    return f"CALL table_info('{MENTIONED_IN}') RETURN name"
+
+
+def add_mention_columns(missing: Sequence[str]) -> tuple[str, ...]:
+    """Return the DDL that adds the ``missing`` columns of :data:`MENTION_PROVENANCE_COLUMNS` to MENTIONED_IN
+    (a store written before they existed), each with its default for the mentions already stored."""
+    return tuple(
+        f"ALTER TABLE {MENTIONED_IN} ADD {name} {kind} DEFAULT {default}"
+        for name, kind, default in MENTION_PROVENANCE_COLUMNS if name in missing
+    )
+
+
+def _mention_provenance_fields(stored: bool) -> str:
+    """The provenance columns of a mention row; none where the store lacks them (rows then read as defaults)."""
+    return ", m.provenance AS provenance, m.confidence AS confidence" if stored else ""
+
+
 # ---- writes ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Table:
@@ -124,6 +149,7 @@ _ENTITY_TABLE = _node_table(ENTITY, (
 _MENTION_TABLE = _rel_table(MENTIONED_IN, ENTITY, SOURCE, (
     ("entity_id", "STRING"), ("source_id", "STRING"), ("start_char", "INT64"), ("end_char", "INT64"),
     ("text", "STRING"), ("sentence", "STRING"), ("negated", "BOOLEAN"), ("uncertain", "BOOLEAN"),
+    *((name, kind) for name, kind, _ in MENTION_PROVENANCE_COLUMNS),
 ))
 _RELATION_COLUMNS = (
     ("head", "STRING"), ("tail", "STRING"), ("confidence", "DOUBLE"), ("extractor", "STRING"),
@@ -345,12 +371,13 @@ def shortest_path(relation_types: Sequence[str], max_hops: int) -> str:
     )
 
 
-def mentions_of_entity() -> str:
-    """Return where ``$entity_id`` is mentioned, with each source, at most ``$limit`` rows."""
+def mentions_of_entity(*, provenance: bool = True) -> str:
+    """Return where ``$entity_id`` is mentioned, with each source, at most ``$limit`` rows (``provenance``:
+    whether MENTIONED_IN has the provenance columns)."""
     return (
         f"MATCH (e:{ENTITY} {{id: $entity_id}})-[m:{MENTIONED_IN}]->(s:{SOURCE}) WHERE s.kind IS NOT NULL "
         "RETURN m.start_char AS start_char, m.end_char AS end_char, m.text AS text, m.sentence AS sentence, "
-        f"m.negated AS negated, m.uncertain AS uncertain, {_SOURCE_FIELDS} "
+        f"m.negated AS negated, m.uncertain AS uncertain{_mention_provenance_fields(provenance)}, {_SOURCE_FIELDS} "
         "ORDER BY s.id, m.start_char, m.end_char LIMIT $limit"
     )
 
@@ -365,6 +392,11 @@ def count_sources_by_kind() -> str:
 
 def count_mentions() -> str:
     return f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) RETURN count(*) AS n"
+
+
+def count_mentions_by_provenance() -> str:
+    """Return the number of mentions whose provenance is ``$provenance``."""
+    return f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) WHERE m.provenance = $provenance RETURN count(*) AS n"
 
 
 def max_entity_node() -> str:
@@ -396,10 +428,11 @@ def source_page() -> str:
     )
 
 
-def mention_range() -> str:
-    """Return the mentions of the entities whose internal offsets are in [``$start``, ``$stop``)."""
+def mention_range(*, provenance: bool = True) -> str:
+    """Return the mentions of the entities whose internal offsets are in [``$start``, ``$stop``) (``provenance``:
+    whether MENTIONED_IN has the provenance columns)."""
     return (
         f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) WHERE offset(id(e)) >= $start AND offset(id(e)) < $stop "
         "RETURN e.id AS entity_id, s.id AS source_id, m.start_char AS start_char, m.end_char AS end_char, m.text AS text, "
-        "m.sentence AS sentence, m.negated AS negated, m.uncertain AS uncertain"
+        f"m.sentence AS sentence, m.negated AS negated, m.uncertain AS uncertain{_mention_provenance_fields(provenance)}"
     )

@@ -9,7 +9,7 @@ checks them; every value travels as a parameter (``UNWIND $rows AS row``).
 from __future__ import annotations
 
 from kgmm.errors import ValidationError
-from kgmm.schema import is_valid_label
+from kgmm.schema import PROVENANCE_EXTRACTED, is_valid_label
 
 ENTITY = "Entity"
 SOURCE = "Source"
@@ -25,6 +25,10 @@ SOURCE_FIELDS = (
     "s.id AS source_id, s.kind AS source_kind, s.text AS source_text, s.origin AS source_origin, "
     "s.title AS source_title, s.image_path AS source_image_path, s.subject AS source_subject, "
     "s.subject_type AS source_subject_type, s.attributes AS source_attributes, s.metadata AS source_metadata"
+)
+# Mentions written before provenance existed lack both properties: they read as extracted, confidence 1.0.
+_MENTION_PROVENANCE_FIELDS = (
+    f"coalesce(m.provenance, '{PROVENANCE_EXTRACTED}') AS provenance, coalesce(m.confidence, 1.0) AS confidence"
 )
 RELATION_FIELDS = (
     "a.id AS head, type(r) AS type, b.id AS tail, r.confidence AS confidence, r.extractor AS extractor, "
@@ -112,7 +116,8 @@ def create_mentions() -> str:
     return (
         f"UNWIND $rows AS row MATCH (e:{ENTITY} {{id: row.entity_id}}) MATCH (s:{SOURCE} {{id: row.source_id}}) "
         f"CREATE (e)-[:{MENTIONED_IN} {{start_char: row.start_char, end_char: row.end_char, text: row.text, "
-        "sentence: row.sentence, negated: row.negated, uncertain: row.uncertain}]->(s)"
+        "sentence: row.sentence, negated: row.negated, uncertain: row.uncertain, provenance: row.provenance, "
+        "confidence: row.confidence}]->(s)"
     )
 
 
@@ -262,7 +267,7 @@ def mentions_of_entity() -> str:
     return (
         f"MATCH (e:{ENTITY} {{id: $entity_id}})-[m:{MENTIONED_IN}]->(s:{SOURCE}) WHERE s.kind IS NOT NULL "
         "RETURN m.start_char AS start_char, m.end_char AS end_char, m.text AS text, m.sentence AS sentence, "
-        f"m.negated AS negated, m.uncertain AS uncertain, {SOURCE_FIELDS} "
+        f"m.negated AS negated, m.uncertain AS uncertain, {_MENTION_PROVENANCE_FIELDS}, {SOURCE_FIELDS} "
         "ORDER BY s.id, m.start_char, m.end_char LIMIT $limit"
     )
 
@@ -281,6 +286,14 @@ def count_sources_by_kind() -> str:
 
 def count_mentions() -> str:
     return f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) RETURN count(*) AS n"
+
+
+def count_mentions_by_provenance() -> str:
+    """Return the number of mentions whose provenance is ``$provenance`` (a mention without one is extracted)."""
+    return (
+        f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) "
+        f"WHERE coalesce(m.provenance, '{PROVENANCE_EXTRACTED}') = $provenance RETURN count(*) AS n"
+    )
 
 
 def entity_page() -> str:
@@ -306,5 +319,5 @@ def mentions_of_entities() -> str:
     return (
         f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}})-[m:{MENTIONED_IN}]->(s:{SOURCE}) "
         "RETURN e.id AS entity_id, s.id AS source_id, m.start_char AS start_char, m.end_char AS end_char, m.text AS text, "
-        "m.sentence AS sentence, m.negated AS negated, m.uncertain AS uncertain"
+        f"m.sentence AS sentence, m.negated AS negated, m.uncertain AS uncertain, {_MENTION_PROVENANCE_FIELDS}"
     )
