@@ -128,3 +128,50 @@ def store_factory(request, tmp_path):
             store.close()
     else:
         yield request.getfixturevalue("bolt_store_factory")
+
+
+# ---- a tiny alignment model (coloured squares), shared by the alignment and cross-modal tests ----------
+COLOURS = {"red": (220, 20, 20), "green": (20, 180, 40), "blue": (30, 40, 220), "yellow": (240, 220, 20),
+           "black": (10, 10, 10), "white": (245, 245, 245), "purple": (130, 30, 160), "orange": (250, 140, 0)}
+
+
+@pytest.fixture(scope="session")
+def encoders():
+    from kgmm.nn.text import TextEncoder
+    from kgmm.nn.vision import EfficientNetLiteEncoder
+
+    return EfficientNetLiteEncoder(bf16=False), TextEncoder()
+
+
+@pytest.fixture(scope="session")
+def squares(tmp_path_factory):
+    """Two photos per colour (a square on grey, in two shades), each captioned by its colour."""
+    import json
+
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("squares")
+    (root / "images").mkdir()
+    lines = []
+    for name, rgb in COLOURS.items():
+        for size, shade in (("large", 0), ("small", 25)):
+            image = Image.new("RGB", (96, 96), (128, 128, 128))
+            image.paste(tuple(max(0, c - shade) for c in rgb), (12, 12, 84, 84))
+            image.save(root / "images" / f"{name}-{size}.png")
+            lines.append({"image": f"images/{name}-{size}.png", "text": f"a {size} {name} square", "colour": name})
+    path = root / "pairs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(squares, encoders, tmp_path_factory):
+    """An alignment model trained on ``squares`` (red is held out whole with seed 0): (folder, result, cache)."""
+    from kgmm.tasks.align import train_align
+
+    vision, text = encoders
+    out = tmp_path_factory.mktemp("align") / "model"
+    cache = tmp_path_factory.mktemp("cache")
+    result = train_align(squares, out, holdout=0.25, seed=0, epochs=60, vision_model=vision, text_model=text,
+                         hparams={"label_prior": False, "batch_size": 16}, cache_dir=cache, progress=False)
+    return out, result, cache

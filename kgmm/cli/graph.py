@@ -26,6 +26,8 @@ def render_stats(result: dict) -> None:
     table = Table(title=f"Graph at {result['store']}", show_header=False)
     for key in ("entities", "relations", "documents", "images", "mentions"):
         table.add_row(key, f"{result[key]:,}")
+    if result.get("retrieved_links"):
+        table.add_row("  of which retrieved (image links)", f"{result['retrieved_links']:,}")
     for key, label in (("entities_by_type", "entities"), ("relations_by_type", "relations")):
         for name, count in sorted(result[key].items(), key=lambda kv: -kv[1]):
             table.add_row(f"  {label}: {name}", f"{count:,}")
@@ -71,7 +73,28 @@ def render_search(result: dict) -> None:
         out.print(f"[bold]{match['name']}[/] ({match['type']}, {match['id']}) score {match['score']:.2f} via {match['matched']!r}", highlight=False)
         for mention in match["mentions"]:
             flag = " [negated]" if mention["negated"] else " [uncertain]" if mention["uncertain"] else ""
+            if mention.get("provenance") == "retrieved":
+                flag = f" [retrieved link, similarity {mention['confidence']:.2f}]"
             out.print(f"    {_source_label({'source': mention['source'], 'sentence': mention['sentence']})}{flag}", highlight=False, markup=False)
+
+
+def render_cross_modal(result: dict) -> None:
+    out = console()
+    query = result["query"]
+    out.print(f"nearest to {'image ' + query['image'] if 'image' in query else repr(query['text'])} "
+              f"(alignment model {result['model']}):", markup=False, highlight=False)
+    for kind in ("entities", "documents", "images"):
+        if kind not in result:
+            continue
+        out.print(f"[bold]{kind}[/]" + ("" if result[kind] else ": none in the store"))
+        for item in result[kind]:
+            if kind == "entities":
+                label = f"{item['name']} ({item['type']}, {item['id']})"
+            elif kind == "documents":
+                label = f"{item['title'] or item['origin']}: {item['snippet'][:80]}"
+            else:
+                label = f"{item['path']}" + (f" — {item['caption'][:80]}" if item["caption"] else " (no caption)")
+            out.print(f"  {item['score']:.3f}  {label}", markup=False, highlight=False)
 
 
 def render_path(result: dict) -> None:
@@ -140,18 +163,63 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def search(
-        name: str = typer.Argument(..., help="Entity name or alias (case and small typos tolerated)."),
+        name: str | None = typer.Argument(None, help="Entity name or alias (case and small typos tolerated); "
+                                          "with --images or --model, any text query."),
         store: str | None = StoreOption,
         user: str | None = UserOption,
         database: str | None = DatabaseOption,
         limit: int = typer.Option(10, "--limit", "-n"),
+        image: Path | None = typer.Option(None, "--image", help="Search with a photo: nearest entities, documents "
+                                          "and captioned images (needs an alignment model)."),
+        images: bool = typer.Option(False, "--images", help="Return images matching the text query."),
+        model: Path | None = typer.Option(None, "--model", "-m", help="Alignment model from `kgmm train align` "
+                                          "(default $KGMM_ALIGN_MODEL), for --image, --images or a text query."),
         as_json: bool = JsonOption,
     ) -> None:
-        """Find entities by name and show where they are mentioned."""
-        from kgmm.explore import search as run_search
+        """Find entities by name and show where they are mentioned; or search across modalities (--image, --images)."""
+        from kgmm.errors import ValidationError
 
+        cross_modal = image is not None or images or model is not None
+        if image is not None and name:
+            raise ValidationError("give either a text query or --image, not both")
+        if not cross_modal:
+            if not name or not name.strip():
+                raise ValidationError("give a name to search for (or --image PATH to search with a photo)")
+            from kgmm.explore import search as run_search
+
+            with open_existing_store(store, user, database) as graph_store:
+                emit(run_search(graph_store, name, limit=limit), as_json, render_search)
+            return
+        from kgmm.crossmodal import KINDS, cross_modal_search
+
+        kinds = ("images",) if images else KINDS
         with open_existing_store(store, user, database) as graph_store:
-            emit(run_search(graph_store, name, limit=limit), as_json, render_search)
+            result = cross_modal_search(graph_store, model=model, image=image, text=name, kinds=kinds, limit=limit)
+        emit(result, as_json, render_cross_modal)
+
+    @app.command("link-images")
+    def link_images(
+        store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
+        model: Path | None = typer.Option(None, "--model", "-m", help="Alignment model from `kgmm train align` "
+                                          "(default $KGMM_ALIGN_MODEL)."),
+        per_image: int = typer.Option(3, "--per-image", "-k", help="At most this many entities per image."),
+        min_score: float = typer.Option(0.3, "--min-score", help="Only links at least this similar (cosine)."),
+        entity_type: list[str] | None = typer.Option(None, "--type", help="Link only to entities of this type "
+                                                     "(repeatable)."),
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Link images stored without a caption to their nearest entities (provenance "retrieved")."""
+        from kgmm.crossmodal import link_uncaptioned_images
+
+        with open_existing_store(store, user, database, read_only=False) as graph_store:
+            result = link_uncaptioned_images(graph_store, model=model, per_image=per_image, min_score=min_score,
+                                             entity_types=entity_type or None)
+        emit(result, as_json, lambda r: console().print(
+            f"{r['images']} image(s) without a caption; {r['linked']} linked, {r['links']} new link(s) "
+            f"(provenance 'retrieved')" + (f"; {len(r['skipped'])} skipped: image file missing" if r["skipped"] else ""),
+            markup=False, highlight=False))
 
     @app.command()
     def neighbors(
