@@ -103,3 +103,50 @@ def bench_graph_memory(
 
     result = run(triples, features=features, cache_dir=cache_dir)
     emit({"title": "graph memory", **result}, as_json, render_metrics)
+
+
+@bench_app.command("fusion")
+def bench_fusion(
+    data: Path = typer.Option(Path("../shared/data/fashion"), "--data",
+                              help="The fashion folder: catalogue.csv, products_train.csv, images/."),
+    plot: Path = typer.Option(Path("fusion.png"), "--plot", help="Where to write the bar chart (PNG)."),
+    seed: int = typer.Option(0, "--seed", help="Picks the folds and the models' initialisation."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training steps of every model (default 150)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Fusion strategies against single modalities: fashion article type from photo + title + catalogue graph."""
+    from kgmm.bench_fusion import DEFAULT_EPOCHS, fusion_benchmark
+
+    result = fusion_benchmark(data, seed=seed, epochs=epochs or DEFAULT_EPOCHS, out_png=plot, progress=not as_json)
+    result = {"title": f"fusion benchmark ({result['held_out']} held-out products, {result['folds']} folds)", **result}
+    if as_json:
+        emit(result, as_json, render_metrics)
+        return
+    from rich.table import Table
+
+    from kgmm.cli.output import console
+
+    table = Table("strategy", "modalities", "accuracy", "macro-F1", title=result["title"])
+    for row in result["results"]:
+        table.add_row(row["name"], " + ".join(row["modalities"]), f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}")
+    console().print(table)
+    best_single, best_fusion = result["best_single"], result["best_fusion"]
+    console().print(f"best fusion {best_fusion['name']} {best_fusion['accuracy']:.4f} vs best single modality "
+                    f"{best_single['name']} {best_single['accuracy']:.4f}; plot: {result['plot']}")
+
+
+@bench_app.command("vision")
+def bench_vision(
+    images: Path = typer.Option(Path("../shared/data/fashion/images"), "--images",
+                                help="A folder of images (default: the shared fashion photos, 224x224)."),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many images."),
+    model: str | None = typer.Option(None, "--model", help="A local transformers vision model folder "
+                                     "(default: the packaged EfficientNet-Lite0)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per forward pass (default 32)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Image encoding throughput: first pass into an empty cache, then the same images from the cache."""
+    from kgmm.bench_vision import vision_benchmark
+
+    result = vision_benchmark(images, limit=limit, model=model, batch_size=batch_size, progress=not as_json)
+    emit(result, as_json, render_metrics)
