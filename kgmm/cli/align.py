@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, console, emit
+from kgmm.cli.output import JsonOption, emit, render_metrics
 
 SPLITS = ("holdout", "train", "all")  # kgmm.tasks.align.SPLITS, without importing torch
 BASELINES = ("imagenet-labels",)
@@ -29,7 +29,7 @@ def train_align(
 
     result = run(pairs, out, holdout=holdout, seed=seed, epochs=epochs, vision_model=vision_model,
                  progress=not quiet and not as_json)
-    emit({"title": f"trained alignment -> {out}", **result}, as_json, _render_metrics)
+    emit({"title": f"trained alignment -> {out}", **result}, as_json, render_metrics)
 
 
 def eval_align(
@@ -56,30 +56,10 @@ def eval_align(
         raise ValidationError(f"no baseline {baseline!r}; available: {', '.join(BASELINES)}")
     result = evaluate_align(model, pairs, split=split, candidates=candidates, label=label, baseline=baseline,
                             holdout=holdout, seed=seed, progress=not as_json)
-    emit({"title": f"{result['model']} on {pairs.name} ({split})", **result}, as_json, _render_metrics)
+    emit({"title": f"{result['model']} on {pairs.name} ({split})", **result}, as_json, render_metrics)
 
 
 def register(train_app: typer.Typer, eval_app: typer.Typer) -> None:
     """Add ``train align`` and ``eval align`` to the command groups."""
     train_app.command("align")(train_align)
     eval_app.command("align")(eval_align)
-
-
-def _render_metrics(result: dict) -> None:
-    from rich.table import Table
-
-    table = Table("metric", "value", title=result.get("title", "metrics"))
-    for key, value in _flatten(result).items():
-        if key != "title":
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console().print(table)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        elif not isinstance(value, list):
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import DatabaseOption, JsonOption, UserOption, emit
-from kgmm.cli.training import render_metrics
+from kgmm.cli.output import DatabaseOption, JsonOption, UserOption, emit, render_metrics
 
 bench_app = typer.Typer(help="Benchmarks: ingest speed, start-up time, graph store loads and reads.", no_args_is_help=True)
 

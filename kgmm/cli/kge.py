@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, console, emit
+from kgmm.cli.output import JsonOption, console, emit, render_metrics
 
 KGE_MODELS = ("complex", "distmult", "rotate", "transe", "rgcn")  # kgmm.nn.kge.KGE_MODELS, without importing torch
 
@@ -30,7 +30,7 @@ def train_kge(
     _check_model(model)
     hparams = {"epochs": epochs, "hidden_channels": dim, "lr": lr, "batch_size": batch_size}
     result = run(triples, out, model=model, seed=seed, hparams=hparams, progress=not quiet)
-    emit({"title": f"trained {model} -> {out}", **result}, as_json, _render_metrics)
+    emit({"title": f"trained {model} -> {out}", **result}, as_json, render_metrics)
 
 
 def eval_kge(
@@ -44,7 +44,7 @@ def eval_kge(
     from kgmm.tasks.kge import evaluate_kge
 
     result = evaluate_kge(model, triples, extra_known=filter_with)
-    emit({"title": f"{result['model']} on {triples.name}", **result}, as_json, _render_metrics)
+    emit({"title": f"{result['model']} on {triples.name}", **result}, as_json, render_metrics)
 
 
 def predict_links(
@@ -78,26 +78,6 @@ def _check_model(model: str) -> None:
 
     if model not in KGE_MODELS:
         raise ValidationError(f"no KGE model {model!r}; available: {', '.join(KGE_MODELS)}")
-
-
-def _render_metrics(result: dict) -> None:
-    from rich.table import Table
-
-    table = Table("metric", "value", title=result.get("title", "metrics"))
-    for key, value in _flatten(result).items():
-        if key != "title":
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console().print(table)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        elif not isinstance(value, list):
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _render_predictions(result: dict) -> None:

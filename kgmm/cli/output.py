@@ -59,3 +59,24 @@ def console():
     from rich.console import Console
 
     return Console()
+
+
+def render_metrics(result: dict) -> None:
+    """Print a result as a two-column table: nested keys dotted (``image_to_text.R@5``), lists left to --json."""
+    from rich.table import Table
+
+    table = Table("metric", "value", title=result.get("title", "metrics"))
+    for key, value in _flatten(result).items():
+        if key != "title":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console().print(table)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif not isinstance(value, list):
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -6,34 +6,12 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, console, emit
+from kgmm.cli.output import JsonOption, emit, render_metrics
 
 train_app = typer.Typer(help="Train models (extraction; more tasks in later releases).", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate models and print metrics as a table (and JSON with --json).", no_args_is_help=True)
 
 DATASETS = ("bc5cdr", "conll04")
-
-
-def render_metrics(result: dict) -> None:
-    from rich.table import Table
-
-    table = Table("metric", "value", title=result.get("title", "metrics"))
-    for key, value in _flatten(result).items():
-        if key == "title":
-            continue
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console().print(table)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        elif not isinstance(value, list):
-            flat[name] = value
-    return flat
 
 
 def _check_dataset(dataset: str) -> None:

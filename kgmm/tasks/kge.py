@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from kgmm.errors import KgmmError, SourceError, ValidationError
 from kgmm.graphdata.vocab import Vocabulary
 from kgmm.sources.triples import read_triple_lines
+from kgmm.tasks.checkpoint import read_model_config
 
 if TYPE_CHECKING:
     import torch
@@ -480,18 +481,7 @@ def load_kge_model(model_dir: str | Path, *, entities: Vocabulary | None = None,
     model_dir = Path(model_dir)
     fix = f"train one with `kgmm train kge --triples DIR --out {model_dir}`"
     config_path = model_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise SourceError(f"not a KGE model directory (no {CONFIG_FILE}); {fix}", path=str(model_dir))
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(f"unreadable model config ({e}); {fix}", path=str(config_path)) from e
-    if not isinstance(config, dict) or config.get("kind") != MODEL_KIND:
-        kind = config.get("kind", "unknown") if isinstance(config, dict) else "unknown"
-        raise SourceError(f"holds a {kind!r} model, not a KGE model ({MODEL_KIND}); {fix}", path=str(config_path))
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
-        raise SourceError(f"written by a newer kgmm (format {config['format_version']}, this one reads up to "
-                          f"{FORMAT_VERSION}); upgrade kgmm", path=str(config_path))
+    config = read_model_config(model_dir, kind=MODEL_KIND, max_format=FORMAT_VERSION, what="a KGE model", fix=fix)
     try:
         module_config = KGEConfig.from_dict(config["module"])
     except (KeyError, TypeError, ValidationError) as e:
