@@ -108,3 +108,25 @@ def test_mention_kinds_are_not_confused(square_store):
     store, sources = square_store
     with pytest.raises(ValidationError, match="expected one of"):
         store.upsert_mentions([Mention("general:colour:green", sources["bare"].id, 0, 0, "", "", provenance="guessed")])
+
+
+def test_cli_ingest_with_align_model_links_uncaptioned_images(tmp_path, squares, trained, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kgmm.cli import app
+
+    model, _, cache = trained
+    monkeypatch.setenv("KGMM_CACHE_DIR", str(cache))
+    manifest = tmp_path / "photos.jsonl"
+    images = squares.parent / "images"
+    manifest.write_text(json.dumps({"image": str(images / "green-small.png"), "caption": ""}) + "\n"
+                        + json.dumps({"image": str(images / "blue-large.png"), "caption": "A blue square."}) + "\n")
+    runner = CliRunner()
+    missing = runner.invoke(app, ["ingest", str(manifest), "--store", str(tmp_path / "s"), "--align-model",
+                                  str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and not (tmp_path / "s").exists()  # checked before anything is written
+    result = runner.invoke(app, ["ingest", str(manifest), "--store", str(tmp_path / "s"), "--align-model", str(model),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    links = json.loads(result.output.strip().splitlines()[-1])["image_links"]
+    assert links["images"] == 1 and links["skipped"] == []

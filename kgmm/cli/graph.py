@@ -134,9 +134,18 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, "--limit", help="Read at most this many sources."),
         batch_size: int = typer.Option(256, "--batch-size", help="Sources extracted and written together."),
         model: Path | None = typer.Option(None, "--model", "-m", help="A model from `kgmm train extraction` to add its entities and relations."),
+        align_model: Path | None = typer.Option(None, "--align-model", help="An alignment model (`kgmm train align`; "
+                                                "default $KGMM_ALIGN_MODEL): images without a caption are linked to "
+                                                "their nearest entities (provenance 'retrieved')."),
         as_json: bool = JsonOption,
     ) -> None:
         """Extract entities and relations from PATHS and add them to the store."""
+        import os
+
+        from kgmm.crossmodal import ALIGN_MODEL_ENV, resolve_align_model
+
+        # Checked before anything is written, so a wrong path fails fast instead of after a long ingest.
+        linker = resolve_align_model(align_model) if align_model is not None or os.environ.get(ALIGN_MODEL_ENV) else None
         from kgmm.ingest import ingest as run_ingest
 
         with open_any_store(store_location(store), user, database) as graph_store:
@@ -146,6 +155,10 @@ def register(app: typer.Typer) -> None:
                 on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr),
             )
             result = {"store": graph_store.uri, "domain": domain, **report.to_dict()}
+            if linker is not None:
+                from kgmm.crossmodal import link_uncaptioned_images
+
+                result["image_links"] = link_uncaptioned_images(graph_store, model=linker)
         emit(result, as_json, _render_ingest)
 
     @app.command()
@@ -327,6 +340,10 @@ def _render_ingest(result: dict) -> None:
     )
     if result["problems"]:
         out.print(f"{len(result['problems'])} input problem(s) skipped (see warnings above)", markup=False)
+    links = result.get("image_links")
+    if links:
+        out.print(f"{links['images']} image(s) without a caption: {links['linked']} linked to their nearest entities "
+                  f"({links['links']} new link(s), provenance 'retrieved')", markup=False)
 
 
 def _render_copy(result: dict) -> None:
