@@ -28,6 +28,15 @@ and master categories of its labelled products, 2,000-odd products for a colour,
 then from each attribute entity to the product. A product's ``graph`` modality is ``[R, d]``: per relation, the
 log-distributions of its neighbour entity, that entity's log-degree and a one-hot of the relation; a missing
 attribute is a masked token. The masked mean of these tokens is a naive-Bayes-like vote of the attributes.
+
+Catalogue training (:func:`sample_catalogue`): besides the photographed training products, every model with a
+title or graph also trains on catalogue rows (at most ``catalogue_per_type`` per article type, default 60: about
+3,200 rows), which have no photo: their ``image`` is masked as missing (the fusion modules' ``present`` mask), so
+``image only`` cannot use them. A photographed product's catalogue row is never one of them. Their graph tokens
+are leave-one-out: a catalogue row's own labels are taken out of its attribute entities' counts, degrees and the
+prior, which gives exactly the tokens it would get as a query product (the tests check this). Each training step
+sees every photographed training product and a batch of catalogue rows; scores are on the held-out photographed
+products only.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ from pathlib import Path
 
 DEFAULT_DATA = Path("../shared/data/fashion")
 DEFAULT_EPOCHS = 150
+DEFAULT_CATALOGUE_PER_TYPE = 60
+CATALOGUE_BATCH = 256
 ATTRIBUTE_RELATIONS = {  # catalogue attribute (fashion_attributes entity type) -> relation
     "Gender": "FOR_GENDER", "Colour": "HAS_COLOUR", "Season": "FOR_SEASON", "Usage": "HAS_USAGE",
     "Brand": "MADE_BY",
@@ -48,11 +59,11 @@ ATTRIBUTE_RELATIONS = {  # catalogue attribute (fashion_attributes entity type) 
 LABEL_RELATIONS = {"ArticleType": "IS_A", "SubCategory": "IN_CATEGORY", "Category": "IN_CATEGORY"}
 LABEL_TYPES = ("ArticleType", "SubCategory", "Category")
 _GENDER_WORDS = frozenset("men men's mens women women's womens boys boy's boy girls girl's girl unisex kids".split())
-SMOOTHING = 1.0
+SMOOTHING = 1.0  # pseudo-products of the global label distribution added to every entity's counts
 MODALITY_DROPOUT = 0.5
 AUXILIARY_WEIGHT = 1.0
 LEARNING_RATE = 5e-3
-DROPOUT = 0.2  # pseudo-products of the global label distribution added to every entity's counts
+DROPOUT = 0.2
 
 
 def brand_from_title(title: str) -> str | None:
@@ -79,7 +90,8 @@ def catalogue_graph(catalogue: Sequence[dict[str, str]], query_products: Sequenc
             these rows.
 
     Returns:
-        ``(data, product_node)``: the graph and query product id -> node index.
+        ``(data, product_node)``: the graph and product id -> node index, for the query products and the catalogue
+        products kept.
     """
     from kgmm.graphdata import graph_to_data
     from kgmm.schema import Entity, Relation, entity_id
@@ -108,17 +120,25 @@ def catalogue_graph(catalogue: Sequence[dict[str, str]], query_products: Sequenc
         return product
 
     with paused_gc():
-        for row in catalogue:
-            if row["id"].strip() not in query_ids:  # a query product's catalogue row is skipped whole, labels too
-                add_product(row, labelled=True)
-        query_keys = {row["id"].strip(): add_product(row, labelled=False) for row in query_products}
+        # A query product's catalogue row is skipped whole, labels too.
+        product_keys = {row["id"].strip(): add_product(row, labelled=True) for row in catalogue
+                        if row["id"].strip() not in query_ids}
+        product_keys |= {row["id"].strip(): add_product(row, labelled=False) for row in query_products}
         data = graph_to_data(entities.values(), relations)
     index = data.entity_vocab.index_map()
-    return data, {product_id: index[key] for product_id, key in query_keys.items()}
+    return data, {product_id: index[key] for product_id, key in product_keys.items()}
 
 
 def graph_tokens(data, product_nodes: Sequence[int]):
     """Propagate catalogue labels to attribute entities, then to ``product_nodes`` (see the module docstring).
+
+    Leave-one-out: a labelled product among ``product_nodes`` (a catalogue product used as a training example)
+    has its own labels taken out of its entities' counts, degrees and the prior, so its tokens are exactly those
+    it would get as a query product whose labels were withheld. Unlabelled (query) products are unaffected.
+
+    Args:
+        data (Data): the graph of :func:`catalogue_graph`.
+        product_nodes (list of int): the product nodes to describe, in token row order.
 
     Returns:
         ``(tokens, mask, relations)``: ``[N, R, d]`` float features, ``[N, R]`` bool (False: no such attribute)
@@ -128,6 +148,7 @@ def graph_tokens(data, product_nodes: Sequence[int]):
 
     entity_types = data.entity_type_vocab
     node_type = data.node_type
+    num_nodes = int(data.num_nodes)
     head, tail = data.edge_index
     relation_of = data.edge_type
     relation_names = list(data.relation_vocab)
@@ -137,39 +158,49 @@ def graph_tokens(data, product_nodes: Sequence[int]):
             continue
         type_index = entity_types.index(label_type)
         label_nodes = (node_type == type_index).nonzero().view(-1)
-        class_of = torch.full((int(data.num_nodes),), -1, dtype=torch.long)
+        class_of = torch.full((num_nodes,), -1, dtype=torch.long)
         class_of[label_nodes] = torch.arange(label_nodes.numel())
         is_label_edge = node_type[tail] == type_index
-        product_label = torch.full((int(data.num_nodes),), -1, dtype=torch.long)
+        product_label = torch.full((num_nodes,), -1, dtype=torch.long)
         product_label[head[is_label_edge]] = class_of[tail[is_label_edge]]
         columns.append((product_label, label_nodes.numel()))
 
     attribute_relations = [name for name in ATTRIBUTE_RELATIONS.values() if name in relation_names]
     product_nodes = torch.as_tensor(list(product_nodes), dtype=torch.long)
-    position = torch.full((int(data.num_nodes),), -1, dtype=torch.long)
+    position = torch.full((num_nodes,), -1, dtype=torch.long)
     position[product_nodes] = torch.arange(product_nodes.numel())
     parts, masks = [], []
     for relation_index, name in enumerate(attribute_relations):
         edges = relation_of == data.relation_vocab.index(name)
         edge_head, edge_tail = head[edges], tail[edges]
+        is_query = position[edge_head] >= 0
+        query_head, query_tail = edge_head[is_query], edge_tail[is_query]
+        # How often each query edge's product links to that entity, and to any entity of this relation:
+        # what its own label added to the entity's counts and to the prior.
+        _, pair, pair_count = torch.unique(query_head * num_nodes + query_tail, return_inverse=True,
+                                           return_counts=True)
+        edges_of_product = torch.bincount(query_head, minlength=num_nodes)[query_head]
         features = []
-        degree = torch.zeros(int(data.num_nodes))
         for product_label, num_classes in columns:
             labelled = product_label[edge_head] >= 0
-            counts = torch.zeros(int(data.num_nodes), num_classes)
+            counts = torch.zeros(num_nodes, num_classes)
             counts.index_put_((edge_tail[labelled], product_label[edge_head[labelled]]),
                               torch.ones(int(labelled.sum())), accumulate=True)
-            prior = (counts.sum(0) + 1.0) / (counts.sum() + num_classes)
-            degree = counts.sum(1)
-            distribution = (counts + SMOOTHING * prior) / (degree.unsqueeze(1) + SMOOTHING)
+            own_label = product_label[query_head]
+            own = torch.zeros(query_head.numel(), num_classes)
+            own[own_label >= 0, own_label[own_label >= 0]] = 1.0
+            class_totals = counts.sum(0) - own * edges_of_product.unsqueeze(1)
+            prior = (class_totals + 1.0) / (class_totals.sum(1, keepdim=True) + num_classes)
+            local = counts[query_tail] - own * pair_count[pair].unsqueeze(1)
+            degree = local.sum(1)
+            distribution = (local + SMOOTHING * prior) / (degree.unsqueeze(1) + SMOOTHING)
             features.append(distribution.log())
-        entity_features = torch.cat([*features, torch.log1p(degree).unsqueeze(1) / 10.0], dim=1)
-        token = torch.zeros(product_nodes.numel(), entity_features.size(1) + len(attribute_relations))
+        edge_features = torch.cat([*features, torch.log1p(degree).unsqueeze(1) / 10.0], dim=1)
+        token = torch.zeros(product_nodes.numel(), edge_features.size(1) + len(attribute_relations))
         mask = torch.zeros(product_nodes.numel(), dtype=torch.bool)
-        is_query = position[edge_head] >= 0
-        rows = position[edge_head[is_query]]
-        token[rows, :entity_features.size(1)] = entity_features[edge_tail[is_query]]
-        token[:, entity_features.size(1) + relation_index] = 1.0
+        rows = position[query_head]
+        token[rows, :edge_features.size(1)] = edge_features
+        token[:, edge_features.size(1) + relation_index] = 1.0
         mask[rows] = True
         parts.append(token * mask.unsqueeze(1))
         masks.append(mask)
@@ -234,11 +265,60 @@ def macro_f1(truth: Sequence[int], predicted: Sequence[int]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def _train_and_predict(strategy: str, features: dict, masks: dict, targets, train: list[int],
+def sample_catalogue(catalogue: Sequence[dict[str, str]], products: Sequence[dict[str, str]],
+                     article_types: Sequence[str], per_type: int, seed: int) -> list[dict[str, str]]:
+    """Pick the catalogue rows that train beside the photographed products (they have no photo).
+
+    A row whose id is a photographed product's is never picked (as in :func:`catalogue_graph`), so those rows'
+    labels reach no model; the pick is made after they are set aside, so it does not depend on them either.
+
+    Args:
+        catalogue (list of dict): ``catalogue.csv`` rows.
+        products (list of dict): the photographed products.
+        article_types (list of str): the article types to predict; rows of other types are left out.
+        per_type (int): at most this many rows of each article type (all of a rarer one), drawn at random, so
+            the catalogue's common types do not swamp the balance of the photographed products.
+        seed (int): the draw.
+
+    Returns:
+        The picked rows, in catalogue order.
+    """
+    product_ids = {row["id"].strip() for row in products}
+    wanted = set(article_types)
+    by_type: dict[str, list[int]] = defaultdict(list)
+    for position, row in enumerate(catalogue):
+        article_type = (row.get("articleType") or "").strip()
+        if row["id"].strip() not in product_ids and article_type in wanted:
+            by_type[article_type].append(position)
+    rng = random.Random(seed)
+    picked = []
+    for article_type in sorted(by_type):
+        positions = by_type[article_type]
+        picked += positions if len(positions) <= per_type else rng.sample(positions, per_type)
+    return [catalogue[position] for position in sorted(picked)]
+
+
+def _train_and_predict(strategy: str, features: dict, masks: dict, present: dict, targets, train: list[int],
                        held_out: list[int], num_classes: int, *, epochs: int, seed: int,
+                       catalogue: Sequence[int] = (), catalogue_batch: int = CATALOGUE_BATCH,
                        modality_dropout: float = MODALITY_DROPOUT, auxiliary_weight: float = AUXILIARY_WEIGHT,
                        lr: float = LEARNING_RATE, dropout: float = DROPOUT):
-    """Train one fusion model on ``train`` (full batch, AdamW, one-cycle schedule) and predict ``held_out``.
+    """Train one fusion model (AdamW, one-cycle schedule) and predict ``held_out``.
+
+    Every step sees all of ``train`` and the next ``catalogue_batch`` rows of ``catalogue`` (reshuffled once all
+    were seen); without catalogue rows, that is full-batch training on ``train``.
+
+    Args:
+        strategy (str): a fusion strategy.
+        features, masks, present (dict): modality -> features ``[N, ...]``, token masks ``[N, T]`` and whether each
+            row has it ``[N]`` (every modality of ``features`` must be in ``present``).
+        targets (Tensor): ``[N]`` class indices.
+        train, held_out (list of int): photographed products' rows to train on and to predict.
+        num_classes (int): number of classes.
+        epochs (int): training steps.
+        seed (int): initialisation and the catalogue batches.
+        catalogue (list of int, optional): catalogue rows to train on as well (default none).
+        catalogue_batch (int, optional): catalogue rows per step (default 256).
 
     Returns:
         ``(predicted, modality_weights, seconds)``: class indices, ``[H, M]`` weights or None, training time.
@@ -248,6 +328,7 @@ def _train_and_predict(strategy: str, features: dict, masks: dict, targets, trai
     from kgmm.nn.fusion import build_fusion
 
     torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     dims = {name: int(value.size(-1)) for name, value in features.items()}
     model = build_fusion(strategy, dims, num_classes, hidden_channels=128, dropout=dropout,
                          modality_dropout=modality_dropout if len(dims) > 1 else 0.0)
@@ -257,38 +338,55 @@ def _train_and_predict(strategy: str, features: dict, masks: dict, targets, trai
 
     def batch(index):
         return ({name: value[index] for name, value in features.items()},
-                {name: mask[index] for name, mask in masks.items() if name in features})
+                {name: mask[index] for name, mask in masks.items() if name in features},
+                {name: present[name][index] for name in features})
 
-    train_index = torch.as_tensor(train)
-    inputs, input_masks = batch(train_index)
-    train_targets = targets[train_index]
+    train_index = torch.as_tensor(train, dtype=torch.long)
+    catalogue_index = torch.as_tensor(list(catalogue), dtype=torch.long)
+    take = min(catalogue_batch, catalogue_index.numel())
+    queue = catalogue_index[:0]
     model.train()
     for _ in range(epochs):
+        index = train_index
+        if take:
+            if queue.numel() < take:
+                queue = torch.cat([queue, catalogue_index[torch.randperm(catalogue_index.numel(), generator=generator)]])
+            index, queue = torch.cat([train_index, queue[:take]]), queue[take:]
+        inputs, input_masks, input_present = batch(index)
+        step_targets = targets[index]
         optimiser.zero_grad()
-        output = model(inputs, input_masks)
-        loss = torch.nn.functional.cross_entropy(output.logits, train_targets, label_smoothing=0.1)
+        output = model(inputs, input_masks, input_present)
+        loss = torch.nn.functional.cross_entropy(output.logits, step_targets, label_smoothing=0.1)
         if auxiliary_weight and output.modality_logits is not None:
-            # Each modality's own head also learns the task, so the late combination has experts to weigh.
-            repeated = train_targets.repeat_interleave(output.modality_logits.size(1))
+            # Each modality's own head also learns the task where the row has it (a catalogue row has no photo),
+            # so the late combination has experts to weigh.
+            has = torch.stack([input_present[name] for name in features], dim=1)
             loss = loss + auxiliary_weight * torch.nn.functional.cross_entropy(
-                output.modality_logits.flatten(0, 1), repeated, label_smoothing=0.1)
+                output.modality_logits[has], step_targets.unsqueeze(1).expand_as(has)[has], label_smoothing=0.1)
         loss.backward()
         optimiser.step()
         schedule.step()
     seconds = time.perf_counter() - started
     model.eval()
     with torch.no_grad():
-        output = model(*batch(torch.as_tensor(held_out)))
+        output = model(*batch(torch.as_tensor(held_out, dtype=torch.long)))
     return output.logits.argmax(-1).tolist(), output.modality_weights, seconds
 
 
-def _cross_validated(strategy: str, features: dict, masks: dict, targets, splits, num_classes: int, *,
-                     epochs: int, seed: int) -> dict:
-    """Train and predict once per split; score the held-out predictions of all splits together."""
+def _cross_validated(strategy: str, features: dict, masks: dict, present: dict, targets, splits, num_classes: int,
+                     *, epochs: int, seed: int, catalogue: Sequence[int] = (),
+                     catalogue_batch: int = CATALOGUE_BATCH) -> dict:
+    """Train and predict once per split; score the held-out predictions of all splits together.
+
+    Each split trains on the catalogue rows of the article types its training products have.
+    """
     truth, predicted, fold_accuracy, weights, seconds = [], [], [], [], 0.0
     for train, held_out in splits:
-        guesses, modality_weights, fold_seconds = _train_and_predict(strategy, features, masks, targets, train,
-                                                                     held_out, num_classes, epochs=epochs, seed=seed)
+        train_classes = set(targets[train].tolist())
+        fold_catalogue = [row for row in catalogue if int(targets[row]) in train_classes]
+        guesses, modality_weights, fold_seconds = _train_and_predict(
+            strategy, features, masks, present, targets, train, held_out, num_classes, epochs=epochs, seed=seed,
+            catalogue=fold_catalogue, catalogue_batch=catalogue_batch)
         actual = targets[held_out].tolist()
         truth += actual
         predicted += guesses
@@ -310,38 +408,60 @@ def _cross_validated(strategy: str, features: dict, masks: dict, targets, splits
     return row
 
 
+def _encode_titles(titles: list[str], text_encoder, progress: bool):
+    """Embed each distinct title once: ``[len(titles), d]``; cached on disk for an encoder with a ``fingerprint``
+    (the default all-MiniLM-L6-v2 is one), so a rerun does not encode the catalogue titles again."""
+    import torch
+
+    distinct = list(dict.fromkeys(titles))
+    if text_encoder is None or hasattr(text_encoder, "fingerprint"):
+        from kgmm.graphdata.features import text_features, text_hash
+
+        keys = [f"fashion:title:{text_hash(title)}" for title in distinct]
+        vectors = text_features(keys, distinct, text_encoder, progress=progress)
+    else:
+        vectors = text_encoder.encode(distinct, progress=progress)
+    row_of = {title: row for row, title in enumerate(distinct)}
+    return vectors[torch.tensor([row_of[title] for title in titles], dtype=torch.long)].float()
+
+
 def _encode_modalities(data_dir: Path, products: list[dict[str, str]], catalogue: list[dict[str, str]],
-                       image_encoder, text_encoder, progress: bool) -> tuple[dict, dict, dict]:
-    """Return the three modalities' features, their token masks and what was built (sizes, seconds)."""
+                       training_rows: list[dict[str, str]], image_encoder, text_encoder,
+                       progress: bool) -> tuple[dict, dict, dict, dict]:
+    """Return the modalities of ``products`` then ``training_rows`` (catalogue rows, without a photo): features,
+    token masks, whether each row has each modality, and what was built (sizes, seconds)."""
+    import torch
+
     from kgmm.nn.vision import encode_image_files
 
+    rows = [*products, *training_rows]
     started = time.perf_counter()
     paths = [data_dir / (row.get("image") or f"images/{row['id']}.jpg") for row in products]
-    image = encode_image_files(paths, image_encoder, progress=progress)
+    photos = encode_image_files(paths, image_encoder, progress=progress).float()
+    image = torch.cat([photos, photos.new_zeros(len(training_rows), photos.size(1))])
     image_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    if text_encoder is None:
-        from kgmm.nn.text import TextEncoder
-
-        text_encoder = TextEncoder()
-    title = text_encoder.encode([row.get("productDisplayName") or "" for row in products], progress=progress)
+    title = _encode_titles([row.get("productDisplayName") or "" for row in rows], text_encoder, progress)
     title_s = time.perf_counter() - started
 
     started = time.perf_counter()
     graph, product_node = catalogue_graph(catalogue, products)
-    tokens, mask, relations = graph_tokens(graph, [product_node[row["id"].strip()] for row in products])
+    tokens, mask, relations = graph_tokens(graph, [product_node[row["id"].strip()] for row in rows])
     graph_s = time.perf_counter() - started
-    withheld = sum(1 for row in catalogue if row["id"].strip() in product_node)
+    product_ids = {row["id"].strip() for row in products}
+    withheld = sum(1 for row in catalogue if row["id"].strip() in product_ids)
     about = {
         "graph": {"nodes": int(graph.num_nodes), "edges": int(graph.edge_index.size(1)),
                   "catalogue_products": len(catalogue), "labels_withheld_for": len(products),
                   "withheld_catalogue_rows": withheld, "relations": relations, "token_dim": int(tokens.size(-1))},
         "seconds": {"image": round(image_s, 2), "title": round(title_s, 2), "graph": round(graph_s, 2)},
     }
-    features = {"image": image.float(), "title": title.float(), "graph": tokens}
+    features = {"image": image, "title": title, "graph": tokens}
     masks = {"graph": mask}
-    return features, masks, about | {"dims": {name: int(value.size(-1)) for name, value in features.items()}}
+    present = {"image": torch.arange(len(rows)) < len(products), "title": torch.ones(len(rows), dtype=torch.bool),
+               "graph": mask.any(dim=1)}
+    return features, masks, present, about | {"dims": {name: int(value.size(-1)) for name, value in features.items()}}
 
 
 def fusion_benchmark(
@@ -351,6 +471,8 @@ def fusion_benchmark(
     holdout: float = 0.25,
     cross_validate: bool = True,
     epochs: int = DEFAULT_EPOCHS,
+    catalogue_per_type: int = DEFAULT_CATALOGUE_PER_TYPE,
+    catalogue_batch: int = CATALOGUE_BATCH,
     out_png: str | Path | None = None,
     strategies: Sequence[str] | None = None,
     progress: bool = False,
@@ -367,7 +489,13 @@ def fusion_benchmark(
             of an article type with two or more products is held out once and scores pool over folds (default
             True: 105 held-out products score one model in 1 % steps, too coarse to rank strategies); False: one
             split.
-        epochs (int, optional): full-batch training steps of every model (default 150).
+        epochs (int, optional): training steps of every model (default 150); each step sees every training
+            product and ``catalogue_batch`` catalogue rows.
+        catalogue_per_type (int, optional): catalogue rows (no photo, never one of a photographed product) that
+            train every model with a modality they have (title, graph; the image is masked as missing), at most
+            this many per article type, drawn with ``seed`` (default 60; 0: photographed products only). Their
+            graph tokens leave their own labels out (:func:`graph_tokens`); scores stay on photographed products.
+        catalogue_batch (int, optional): catalogue rows per training step (default 256).
         out_png (str or Path, optional): write a bar chart of held-out accuracy and macro-F1 here.
         strategies (list of str, optional): fusion strategies to compare (default: all registered).
         progress (bool, optional): show progress while encoding and training (default False).
@@ -375,13 +503,15 @@ def fusion_benchmark(
         text_encoder (optional): an object with ``encode(texts) -> [n, d]`` (default all-MiniLM-L6-v2).
 
     Returns:
-        dict with the split sizes, the graph's make-up, ``results`` (one row per single modality and per
-        strategy: ``name``, ``kind``, ``modalities``, ``accuracy`` and ``macro_f1`` over every held-out product,
+        dict with the split sizes, the catalogue rows trained on (``catalogue_training``), the graph's make-up,
+        ``results`` (one row per single modality and per strategy: ``name``, ``kind``, ``modalities``,
+        ``catalogue_rows`` it could train on, ``accuracy`` and ``macro_f1`` over every held-out product,
         ``fold_accuracy``, ``train_s``, and mean ``modality_weights`` where the strategy has them), ``best_single``,
         ``best_fusion``, ``fusion_beats_single``, ``plot`` and ``seconds``.
 
     Raises:
-        ValidationError: for an unknown strategy, a bad ``holdout`` or a folder without the files.
+        ValidationError: for an unknown strategy, a bad ``holdout``, ``epochs``, ``catalogue_per_type`` or
+            ``catalogue_batch``, or a folder without the files.
     """
     import torch
 
@@ -398,6 +528,10 @@ def fusion_benchmark(
         raise ValidationError(f"holdout must be in (0, 1), got {holdout!r}")
     if epochs < 1:
         raise ValidationError(f"epochs must be >= 1, got {epochs!r}")
+    if catalogue_per_type < 0:
+        raise ValidationError(f"catalogue_per_type must be >= 0 (0: no catalogue rows), got {catalogue_per_type!r}")
+    if catalogue_batch < 1:
+        raise ValidationError(f"catalogue_batch must be >= 1, got {catalogue_batch!r}")
     strategies = list(strategies) if strategies is not None else list(FUSION_STRATEGIES)
     unknown = [name for name in strategies if name not in FUSION_STRATEGIES]
     if unknown:
@@ -407,13 +541,17 @@ def fusion_benchmark(
     catalogue = read_products(data_dir / "catalogue.csv")
     labels = [row["articleType"].strip() for row in products]
     classes = sorted(set(labels))
-    targets = torch.tensor([classes.index(label) for label in labels])
+    training_rows = sample_catalogue(catalogue, products, classes, catalogue_per_type, seed)
+    targets = torch.tensor([classes.index(label) for label in labels]
+                           + [classes.index(row["articleType"].strip()) for row in training_rows])
     if cross_validate:
         splits = stratified_folds(labels, max(2, round(1 / holdout)), seed)
     else:
         splits = [stratified_split(labels, holdout, seed)]
 
-    features, masks, about = _encode_modalities(data_dir, products, catalogue, image_encoder, text_encoder, progress)
+    features, masks, present, about = _encode_modalities(data_dir, products, catalogue, training_rows, image_encoder,
+                                                         text_encoder, progress)
+    catalogue_positions = range(len(products), len(products) + len(training_rows))
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
     runs = [(f"{name} only", "single", "early-concat", [name]) for name in features]
@@ -424,8 +562,11 @@ def fusion_benchmark(
             if progress:
                 print(f"training {display} ({len(splits)} fold(s)) ...", flush=True)
             subset = {name: features[name] for name in modalities}
-            row = {"name": display, "kind": kind, "strategy": strategy, "modalities": modalities}
-            row |= _cross_validated(strategy, subset, masks, targets, splits, len(classes), epochs=epochs, seed=seed)
+            usable = [row for row in catalogue_positions if any(present[name][row] for name in modalities)]
+            row = {"name": display, "kind": kind, "strategy": strategy, "modalities": modalities,
+                   "catalogue_rows": len(usable)}
+            row |= _cross_validated(strategy, subset, masks, present, targets, splits, len(classes), epochs=epochs,
+                                    seed=seed, catalogue=usable, catalogue_batch=catalogue_batch)
             results.append(row)
     finally:
         torch.set_num_threads(threads)
@@ -438,7 +579,9 @@ def fusion_benchmark(
         "task": "fashion articleType from photo + title + catalogue graph",
         "data": str(data_dir), "products": len(products), "classes": len(classes), "folds": len(splits),
         "train": [len(train) for train, _ in splits], "held_out": sum(len(held_out) for _, held_out in splits),
-        "seed": seed, "holdout": holdout, "epochs": epochs, **about,
+        "seed": seed, "holdout": holdout, "epochs": epochs,
+        "catalogue_training": {"per_type": catalogue_per_type, "rows": len(training_rows), "batch": catalogue_batch},
+        **about,
         "results": results,
         "best_single": {key: best_single[key] for key in ("name", "accuracy", "macro_f1")},
         "best_fusion": {key: best_fusion[key] for key in ("name", "accuracy", "macro_f1")} if best_fusion else None,
@@ -484,4 +627,4 @@ def plot_results(results: Sequence[dict], out_png: str | Path, *, title: str = "
 
 
 __all__ = ["brand_from_title", "catalogue_graph", "fusion_benchmark", "graph_tokens", "macro_f1", "plot_results",
-           "stratified_split"]
+           "sample_catalogue", "stratified_folds", "stratified_split"]

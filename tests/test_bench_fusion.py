@@ -1,10 +1,12 @@
-"""The fusion benchmark on a tiny generated fashion folder: result structure, the plot, and no label leakage."""
+"""The fusion benchmark on a tiny generated fashion folder: result structure, the plot, and no label leakage
+(neither of the evaluated products' labels nor, through the graph, of a catalogue training row's own label)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,10 @@ from kgmm.bench_fusion import (
     graph_tokens,
     macro_f1,
     read_products,
+    sample_catalogue,
     stratified_folds,
 )
+from kgmm.errors import ValidationError
 from kgmm.nn.fusion import FUSION_STRATEGIES
 
 COLUMNS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year", "usage",
@@ -116,6 +120,9 @@ def test_fusion_benchmark_reports_every_strategy_and_modality_and_writes_a_png(f
     assert result["dims"] == {"image": 4, "title": 32, "graph": result["graph"]["token_dim"]}
     assert result["graph"]["relations"] == ["FOR_GENDER", "HAS_COLOUR", "FOR_SEASON", "HAS_USAGE", "MADE_BY"]
     assert result["graph"]["withheld_catalogue_rows"] == 3 * PHOTOGRAPHED_PER_KIND // 2
+    # 30 catalogue-only rows per kind train the models that have a title or graph; the photographed ones' rows never
+    assert result["catalogue_training"] == {"per_type": 60, "rows": 3 * 30, "batch": 256}
+    assert [row["catalogue_rows"] for row in result["results"]] == [0] + [3 * 30] * (len(names) - 1)
     assert result["best_single"]["name"].endswith(" only")
     assert result["best_fusion"]["name"] in FUSION_STRATEGIES
     png = Path(result["plot"])
@@ -144,6 +151,51 @@ def test_fusion_benchmark_never_reads_the_evaluated_products_labels(fashion_dir)
     after = run(fashion_dir, strategies=["early-concat", "late"])
     assert [(r["accuracy"], r["macro_f1"]) for r in after["results"]] == \
         [(r["accuracy"], r["macro_f1"]) for r in before["results"]]
+
+
+def test_fusion_benchmark_without_catalogue_rows_trains_on_photographed_products_only(fashion_dir):
+    result = run(fashion_dir, catalogue_per_type=0, strategies=["late"])
+    assert result["catalogue_training"]["rows"] == 0
+    assert [row["catalogue_rows"] for row in result["results"]] == [0, 0, 0, 0]
+
+
+def test_fusion_benchmark_rejects_bad_catalogue_options(fashion_dir):
+    with pytest.raises(ValidationError, match="catalogue_per_type must be >= 0"):
+        run(fashion_dir, catalogue_per_type=-1)
+    with pytest.raises(ValidationError, match="catalogue_batch must be >= 1"):
+        run(fashion_dir, catalogue_batch=0)
+
+
+def test_sample_catalogue_caps_each_type_and_never_picks_a_photographed_product(fashion_dir):
+    catalogue = read_products(fashion_dir / "catalogue.csv")
+    products = read_products(fashion_dir / "products_train.csv")
+    picked = sample_catalogue(catalogue, products, ["Heels", "Shirts"], 10, seed=0)
+    assert sorted(Counter(row["articleType"] for row in picked).items()) == [("Heels", 10), ("Shirts", 10)]
+    assert not {row["id"] for row in picked} & {row["id"] for row in products}
+    evaluated = {row["id"] for row in products}
+    relabelled = [dict(row, articleType="Heels") if row["id"] in evaluated else row for row in catalogue]
+    assert sample_catalogue(relabelled, products, ["Heels", "Shirts"], 10, seed=0) == picked
+    assert len(sample_catalogue(catalogue, products, ["Heels"], 100, seed=0)) == 30  # all of a rarer type
+
+
+def test_graph_tokens_leave_a_catalogue_products_own_labels_out(fashion_dir):
+    catalogue = read_products(fashion_dir / "catalogue.csv")
+    products = read_products(fashion_dir / "products_train.csv")
+    trainee = catalogue[10]  # a training row of the catalogue (not the first of its article type)
+
+    def trainee_tokens(rows, queries):
+        data, product_node = catalogue_graph(rows, queries)
+        return graph_tokens(data, [product_node[trainee["id"]]])[0]
+
+    # Exactly the tokens it would get as a query product whose labels are withheld ...
+    torch.testing.assert_close(trainee_tokens(catalogue, products), trainee_tokens(catalogue, [*products, trainee]))
+    # ... so its own label does not reach them, while the other products' labels do.
+    other_kind = next(kind for kind in KINDS if kind != trainee["articleType"])
+    relabelled = [dict(row, articleType=other_kind) if row["id"] == trainee["id"] else row for row in catalogue]
+    torch.testing.assert_close(trainee_tokens(relabelled, products), trainee_tokens(catalogue, products))
+    neighbour = catalogue[13]  # same kind, so it shares the trainee's attribute entities
+    relabelled = [dict(row, articleType=other_kind) if row["id"] == neighbour["id"] else row for row in catalogue]
+    assert not torch.allclose(trainee_tokens(relabelled, products), trainee_tokens(catalogue, products))
 
 
 def test_graph_tokens_ignore_query_labels_but_follow_other_products(fashion_dir):

@@ -111,12 +111,18 @@ def bench_fusion(
     plot: Path = typer.Option(Path("fusion.png"), "--plot", help="Where to write the bar chart (PNG)."),
     seed: int = typer.Option(0, "--seed", help="Picks the folds and the models' initialisation."),
     epochs: int | None = typer.Option(None, "--epochs", help="Training steps of every model (default 150)."),
+    catalogue_per_type: int | None = typer.Option(
+        None, "--catalogue-per-type",
+        help="Catalogue rows (no photo, never a photographed product's) that also train every model with a title or "
+        "graph, at most this many per article type (default 60; 0: photographed products only)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Fusion strategies against single modalities: fashion article type from photo + title + catalogue graph."""
-    from kgmm.bench_fusion import DEFAULT_EPOCHS, fusion_benchmark
+    from kgmm.bench_fusion import DEFAULT_CATALOGUE_PER_TYPE, DEFAULT_EPOCHS, fusion_benchmark
 
-    result = fusion_benchmark(data, seed=seed, epochs=epochs or DEFAULT_EPOCHS, out_png=plot, progress=not as_json)
+    per_type = DEFAULT_CATALOGUE_PER_TYPE if catalogue_per_type is None else catalogue_per_type
+    result = fusion_benchmark(data, seed=seed, epochs=epochs or DEFAULT_EPOCHS, catalogue_per_type=per_type,
+                              out_png=plot, progress=not as_json)
     result = {"title": f"fusion benchmark ({result['held_out']} held-out products, {result['folds']} folds)", **result}
     if as_json:
         emit(result, as_json, render_metrics)
