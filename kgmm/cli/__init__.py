@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from kgmm.cli import align, bench, demo, graph, kge, training
+from kgmm.cli import align, bench, demo, graph, kge, qa, training
 
 app = typer.Typer(
     name="kgmm",
@@ -27,6 +27,7 @@ app.add_typer(bench.bench_app, name="bench")
 predict_app = typer.Typer(help="Predict with trained models (links between entities).", no_args_is_help=True)
 kge.register(training.train_app, training.eval_app, predict_app)
 align.register(training.train_app, training.eval_app)
+qa.register(app, training.train_app, training.eval_app, bench.bench_app)
 app.add_typer(predict_app, name="predict")
 
 

@@ -105,6 +105,47 @@ class TextEncoder:
                 out[torch.tensor(batch)] = mean_pool(hidden, tokens["attention_mask"])
         return out
 
+    def encode_tokens(self, texts: Sequence[str], *, batch_size: int | None = None, max_length: int | None = None,
+                      progress: bool = False) -> tuple[Tensor, Tensor]:
+        """Return the contextual token states of ``texts`` and their mask, padded to the longest text.
+
+        Args:
+            texts (list of str): the texts.
+            batch_size (int, optional): overrides the encoder's batch size.
+            max_length (int, optional): tokens kept per text (default: the encoder's).
+            progress (bool, optional): show a tqdm progress bar (default False).
+
+        Shapes:
+            ``n`` texts -> states ``[n, T, dim]`` float32 (zeros past a text's end), mask ``[n, T]`` bool.
+        """
+        import torch
+
+        texts = list(texts)
+        batch_size = batch_size or self.batch_size
+        max_length = max_length or self.max_length
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="encoding texts", unit="batch")
+        parts = []
+        with torch.inference_mode():
+            for batch in batches:
+                tokens = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
+                                        max_length=max_length, return_tensors="pt")
+                hidden = self.model(**tokens).last_hidden_state
+                self.calls += 1
+                parts.append((batch, hidden, tokens["attention_mask"].bool()))
+        width = max((hidden.size(1) for _, hidden, _ in parts), default=1)
+        states = torch.zeros(len(texts), width, self.dim)
+        mask = torch.zeros(len(texts), width, dtype=torch.bool)
+        for batch, hidden, batch_mask in parts:
+            index = torch.tensor(batch)
+            states[index, :hidden.size(1)] = hidden * batch_mask.unsqueeze(-1)
+            mask[index, :hidden.size(1)] = batch_mask
+        return states, mask
+
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     """Average the token states under ``attention_mask`` and L2-normalise (sentence-transformers' pooling).

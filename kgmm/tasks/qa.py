@@ -1,0 +1,657 @@
+"""Graph question answering: train, evaluate and ask, with the chain of facts behind every answer.
+
+A question's topic entities are linked to the graph (``[bracketed]`` names are taken as given; otherwise the
+longest spans of the question that name an entity, tolerant of case, punctuation, aliases and small typos),
+the topic names are masked in the text, the question is encoded by the text encoder (frozen all-MiniLM-L6-v2
+token states), and :class:`kgmm.nn.qa.GraphQA` scores every entity by question-conditioned propagation from
+the topic entities. One model serves 1-, 2- and 3-hop questions: it learns how many steps each question takes.
+
+Training data is MetaQA's format (``kgmm.sources.questions``): any KB of ``head|relation|tail`` lines and any
+questions; nothing here depends on a data set's relation names or wording. A model directory holds
+``config.json`` (relation types, settings, what it was trained on and how it scored) and ``model.pt``; the
+entities are not part of the model, so it answers over any graph with the same relation types.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kgmm.errors import KgmmError, SourceError, ValidationError
+from kgmm.sources.questions import Question, mask_topics, parse_question, read_questions
+
+KIND = "kgmm-qa-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.pt"
+HELDOUT_DIR = "heldout"
+FIX = "train one with `kgmm train qa --kb kb.txt --train questions.txt --out DIR`"
+DEFAULT_EPOCHS = 12
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LR = 1e-3
+ANSWER_THRESHOLD = 0.5  # an entity scoring at least this is in the predicted answer set (for F1)
+MAX_SPAN_TOKENS = 10
+
+
+# ---- the graph a model reasons over ----------------------------------------------------------------------
+class EntityLinker:
+    """Find graph entities named in a question.
+
+    Args:
+        names (list of str): node index -> entity name.
+        aliases (dict of int to list of str, optional): more names per node.
+    """
+
+    def __init__(self, names: Sequence[str], aliases: dict[int, list[str]] | None = None) -> None:
+        from kgmm.schema import normalize_name
+
+        self._normalize = normalize_name
+        self.names = list(names)
+        self.index: dict[str, list[int]] = {}
+        for node, name in enumerate(self.names):
+            self._add(name, node)
+        for node, more in (aliases or {}).items():
+            for name in more:
+                self._add(name, node)
+        self._keys = list(self.index)
+        self.max_tokens = min(MAX_SPAN_TOKENS, max((key.count(" ") + 1 for key in self._keys), default=1))
+
+    def _add(self, name: str, node: int) -> None:
+        key = self._normalize(name or "")
+        if key:
+            nodes = self.index.setdefault(key, [])
+            if node not in nodes:
+                nodes.append(node)
+
+    def link(self, name: str, *, fuzzy: bool = True) -> list[int]:
+        """Return the nodes named ``name`` (case and punctuation ignored), else the closest name's within a small
+        typo (one edit, two for names over 12 characters), else none."""
+        key = self._normalize(name)
+        if not key:
+            return []
+        if key in self.index:
+            return list(self.index[key])
+        if not fuzzy or len(key) < 4:
+            return []
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        allowed = 1 if len(key) <= 12 else 2
+        match = process.extractOne(key, self._keys, scorer=Levenshtein.distance, score_cutoff=allowed)
+        return list(self.index[match[0]]) if match else []
+
+    def find(self, text: str) -> list[tuple[str, list[int]]]:
+        """Return ``(span, nodes)`` for the longest non-overlapping spans of ``text`` that exactly name an entity
+        (a span of stop words or digits alone is skipped unless it is the whole question's only match)."""
+        words = text.replace("?", " ").split()
+        found: list[tuple[str, list[int]]] = []
+        start = 0
+        while start < len(words):
+            for length in range(min(self.max_tokens, len(words) - start), 0, -1):
+                span = " ".join(words[start:start + length])
+                key = self._normalize(span)
+                if key in self.index and not (length == 1 and (key in _STOP or len(key) < 3)):
+                    found.append((span, list(self.index[key])))
+                    start += length
+                    break
+            else:
+                start += 1
+        return found
+
+
+_STOP = frozenset("""a an and are as at be by did do does for from has have he her his how i in is it its me of on or
+she that the their them they this to was what when where which who whom whose why will with you your films film movie
+movies""".split())
+
+
+@dataclass
+class QAGraph:
+    """A knowledge graph ready for question answering.
+
+    Args:
+        data: the ``Data`` of :mod:`kgmm.graphdata` (its relation vocabulary starts with the model's).
+        graph (RelationGraph): its edges for propagation.
+        linker (EntityLinker): its entity names.
+        source (str): where it came from (a KB file or a store URI).
+        store: the open store it was read from, for the sources of each fact (None for a KB file).
+    """
+
+    data: object
+    graph: object
+    linker: EntityLinker
+    source: str
+    store: object = None
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.data.num_nodes)
+
+    def name(self, node: int) -> str:
+        return self.linker.names[node]
+
+    def entity_id(self, node: int) -> str:
+        return self.data.entity_vocab.key(node)
+
+
+def kb_graph(kb: str | Path, relations: Sequence[str] | None = None) -> QAGraph:
+    """Read a triples file into a :class:`QAGraph` (``relations``: a model's relation types, kept first)."""
+    from kgmm.graphdata import triples_to_data
+    from kgmm.graphdata.vocab import Vocabulary
+    from kgmm.nn.qa import RelationGraph
+
+    vocab = Vocabulary(relations, name="relations") if relations is not None else None
+    data = triples_to_data(kb, relation_vocab=vocab)
+    count = len(relations) if relations is not None else len(data.relation_vocab)
+    return QAGraph(data, RelationGraph.from_data(data, count), EntityLinker(data.entity_names), str(kb))
+
+
+def store_graph(store, relations: Sequence[str]) -> QAGraph:
+    """Read an open graph store into a :class:`QAGraph` (entity aliases join the linker)."""
+    from kgmm.graphdata import graph_to_data
+    from kgmm.graphdata.vocab import Vocabulary
+    from kgmm.nn.qa import RelationGraph
+
+    entities = list(store.iter_entities())
+    data = graph_to_data(entities, store.iter_relations(), relation_vocab=Vocabulary(relations, name="relations"))
+    index = data.entity_vocab.index_map()
+    aliases = {index[entity.id]: list(entity.aliases) for entity in entities if entity.aliases and entity.id in index}
+    return QAGraph(data, RelationGraph.from_data(data, len(relations)), EntityLinker(data.entity_names, aliases),
+                   getattr(store, "uri", str(store)), store)
+
+
+# ---- examples ----------------------------------------------------------------------------------------------
+@dataclass
+class Example:
+    """A question linked to the graph: masked text, seed nodes and answer nodes (those the graph has)."""
+
+    question: Question
+    text: str
+    seeds: list[int]
+    answers: list[int] = field(default_factory=list)
+    missing_answers: int = 0
+
+
+def link_question(question: Question, graph: QAGraph) -> Example:
+    """Link a question's topic entities (bracketed, else found in the text) and answers to ``graph``'s nodes."""
+    seeds: list[int] = []
+    text = question.text
+    if question.topics:
+        for name in question.topics:
+            seeds += [node for node in graph.linker.link(name) if node not in seeds]
+        text = mask_topics(text)
+    else:
+        for span, nodes in graph.linker.find(text):
+            seeds += [node for node in nodes if node not in seeds]
+            text = text.replace(span, "X", 1)
+    answers: list[int] = []
+    missing = 0
+    for name in question.answers:
+        nodes = graph.linker.link(name, fuzzy=False)
+        if nodes:
+            answers += [node for node in nodes if node not in answers]
+        else:
+            missing += 1
+    return Example(question, text, seeds, answers, missing)
+
+
+def _dense(rows: Sequence[Sequence[int]], num_nodes: int):
+    import torch
+
+    out = torch.zeros(num_nodes, len(rows))
+    for column, nodes in enumerate(rows):
+        if nodes:
+            out[torch.as_tensor(list(nodes)), column] = 1.0
+    return out
+
+
+# ---- the model ---------------------------------------------------------------------------------------------
+class QAModel:
+    """A trained QA model, loaded once and asked many times.
+
+    Args:
+        model_dir (str or Path): a directory written by :func:`train_qa`.
+        text_encoder (optional): a :class:`kgmm.nn.text.TextEncoder` to share (default: the model's).
+    """
+
+    def __init__(self, model_dir: str | Path, *, text_encoder=None) -> None:
+        import torch
+
+        from kgmm.nn.qa import GraphQA
+        from kgmm.tasks.checkpoint import read_model_config
+
+        self.model_dir = Path(model_dir)
+        self.config = read_model_config(self.model_dir, kind=KIND, max_format=FORMAT_VERSION, what="a QA model",
+                                        fix=FIX)
+        weights = self.model_dir / MODEL_FILE
+        if not weights.is_file():
+            raise SourceError(f"no {MODEL_FILE} beside config.json; {FIX}", path=str(self.model_dir))
+        if text_encoder is None:
+            from kgmm.nn.text import TextEncoder
+
+            text_encoder = TextEncoder(self.config.get("text_model"))
+        self.encoder = text_encoder
+        self.relations: list[str] = list(self.config["relations"])
+        self.model = GraphQA(len(self.relations), self.encoder.dim, steps=int(self.config["steps"]),
+                             fusion=self.config["fusion"], hidden_channels=int(self.config["hidden_channels"]))
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state)
+        except Exception as e:  # a truncated or foreign file
+            raise SourceError(f"cannot load the model weights ({e}); {FIX}", path=str(weights)) from e
+        self.model.eval()
+
+    @property
+    def steps(self) -> int:
+        return self.model.steps
+
+    def reason(self, examples: Sequence[Example], graph: QAGraph):
+        """Run the model on a batch of linked examples; return the :class:`kgmm.nn.qa.Reasoning`."""
+        import torch
+
+        states, mask = self.encoder.encode_tokens([example.text for example in examples])
+        with torch.inference_mode():
+            return self.model(graph.graph, _dense([e.seeds for e in examples], graph.num_nodes),
+                              {"question": states}, {"question": mask})
+
+    def ask(self, question: str, graph: QAGraph, *, top_k: int = 5, image: str | Path | None = None) -> dict:
+        """Answer one question over ``graph``.
+
+        Returns:
+            dict with ``question``, ``linked`` (mention -> entities), ``answers`` (each: ``entity``, ``name``,
+            ``score`` and ``path``: the facts from a topic entity to the answer, each with its ``sources`` and
+            ``sentences`` when the graph is a store), ``reason`` (why there is no answer, else None) and
+            ``warnings``.
+        """
+        from kgmm.nn.qa import trace_path
+
+        warnings: list[str] = []
+        if image is not None:
+            _check_image(image)
+            warnings.append("this model was trained on questions without images; the image was not used")
+        text, topics = parse_question(str(question))
+        result = {"question": text, "linked": [], "answers": [], "reason": None, "warnings": warnings}
+        if not text:
+            result["reason"] = "the question is empty; ask e.g. 'which films did [Joel Zwick] direct?'"
+            return result
+        if len(str(question)) > len(text) + 1:
+            warnings.append(f"the question was cut to its first {len(text)} characters")
+        example = link_question(Question(text, topics), graph)
+        names = topics or [span for span, _ in graph.linker.find(text)]
+        result["linked"] = [{"mention": name, "entities": [graph.entity_id(n) for n in graph.linker.link(name)]}
+                            for name in names]
+        if not example.seeds:
+            missing = ", ".join(repr(name) for name in topics)
+            result["reason"] = (f"no entity named {missing} in the graph ({graph.source}); check the spelling"
+                                if topics else "found no entity of the graph in the question; put the entity the "
+                                "question is about in [brackets], spelled as in the graph")
+            return result
+        reasoning = self.reason([example], graph)
+        scores = reasoning.scores[:, 0]
+        count = min(top_k, int((scores > 0).sum()))
+        if count == 0:
+            result["reason"] = ("nothing in the graph is connected to the linked entities the way the question asks "
+                                f"(within {self.steps} steps)")
+            return result
+        values, nodes = scores.topk(count)
+        for value, node in zip(values.tolist(), nodes.tolist(), strict=True):
+            path = [self._fact(graph, source, relation, target)
+                    for source, relation, target in trace_path(graph.graph, reasoning, 0, node)]
+            result["answers"].append({"entity": graph.entity_id(node), "name": graph.name(node),
+                                      "score": round(float(value), 4), "path": path})
+        return result
+
+    def _fact(self, graph: QAGraph, source: int, relation: int, target: int) -> dict:
+        count = len(self.relations)
+        backwards = relation >= count
+        head, tail = (target, source) if backwards else (source, target)
+        fact = {"head": graph.entity_id(head), "head_name": graph.name(head),
+                "relation": self.relations[relation % count],
+                "tail": graph.entity_id(tail), "tail_name": graph.name(tail),
+                "read": "backwards" if backwards else "forwards", "sources": [], "sentences": []}
+        if graph.store is not None:
+            found = graph.store.shortest_path(fact["head"], fact["tail"], max_hops=1)
+            for stored in (found.relations if found is not None else []):
+                if stored.type == fact["relation"] and stored.head == fact["head"]:
+                    fact["sources"], fact["sentences"] = list(stored.sources), list(stored.sentences)
+        return fact
+
+
+def _check_image(path: str | Path) -> None:
+    from kgmm.nn.vision import load_image
+
+    load_image(path)
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+def _split(questions: list[Question], holdout: float, seed: int) -> tuple[list[Question], list[Question]]:
+    order = list(range(len(questions)))
+    random.Random(seed).shuffle(order)
+    count = round(holdout * len(questions))
+    held = set(order[:count])
+    return ([q for i, q in enumerate(questions) if i not in held], [q for i, q in enumerate(questions) if i in held])
+
+
+def _write_questions(questions: Sequence[Question], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{q.text}\t{'|'.join(q.answers)}\n" for q in questions), encoding="utf-8")
+
+
+def train_qa(
+    kb: str | Path | None,
+    train: Sequence[str | Path],
+    out: str | Path,
+    *,
+    store=None,
+    dev: Sequence[str | Path] = (),
+    holdout: float = 0.0,
+    seed: int = 0,
+    steps: int | None = None,
+    fusion: str | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    lr: float = DEFAULT_LR,
+    text_model: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train a QA model on a KB and question files; write it to ``out``.
+
+    Args:
+        kb (str or Path): the KB (``head|relation|tail`` or TAB-separated lines); None with ``store``.
+        train (list of paths): question files (``question with [topic]<TAB>answer1|answer2``), any hop counts.
+        out (str or Path): the model directory to write.
+        store (GraphStore, optional): train over this open store's graph instead of a KB file.
+        dev (list of paths, optional): question files to choose the best epoch on (default: 5% of the training
+            questions, at most 2,000).
+        holdout (float, optional): share of each training file held out of training and written to
+            ``out/heldout/<file name>`` for ``kgmm eval qa`` (default 0: train on everything).
+        seed (int, optional): seeds the split and training (default 0).
+        steps (int, optional): reasoning steps, the most hops (default 3).
+        fusion (str, optional): the fusion strategy reading the question (default ``cross-attention``).
+        epochs (int, optional): most passes over the training questions (default 12; stops early once the
+            validation Hits@1 stops rising for two epochs).
+        batch_size (int, optional): questions per step (default 64).
+        lr (float, optional): AdamW learning rate (default 1e-3).
+        text_model (str or Path, optional): a local transformers text model (default all-MiniLM-L6-v2).
+        progress (bool, optional): print progress (default True).
+
+    Returns:
+        dict: counts, per-epoch validation Hits@1, the chosen epoch, seconds, the held-out files.
+    """
+    import torch
+
+    from kgmm.nn.fusion import FUSION_STRATEGIES
+    from kgmm.nn.qa import DEFAULT_FUSION, DEFAULT_STEPS, GraphQA
+    from kgmm.nn.text import TextEncoder
+
+    started = time.perf_counter()
+    steps = DEFAULT_STEPS if steps is None else int(steps)
+    fusion = fusion or DEFAULT_FUSION
+    if fusion not in FUSION_STRATEGIES:
+        raise ValidationError(f"no fusion strategy {fusion!r}; available: {', '.join(FUSION_STRATEGIES)}")
+    if not 0.0 <= holdout < 1.0:
+        raise ValidationError(f"holdout must be in [0, 1), got {holdout!r}")
+    if not 1 <= steps <= 6:
+        raise ValidationError(f"steps must be between 1 and 6, got {steps!r}")
+    if epochs < 1 or batch_size < 1:
+        raise ValidationError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if not train:
+        raise ValidationError("expected at least one --train questions file")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"{out} exists and is not a directory; pass a new or empty model directory")
+    if store is not None:
+        graph = store_graph(store, sorted(store.stats().relations_by_type))
+    elif kb is not None:
+        graph = kb_graph(kb)
+    else:
+        raise ValidationError("expected a graph to train over: a KB triples file or a store")
+    relations = list(graph.data.relation_vocab)
+    if not relations:
+        raise SourceError("holds no relations; a QA model needs a graph with facts (a KB of head|relation|tail "
+                          "lines, or a store with relations)", path=graph.source)
+
+    training: list[Question] = []
+    heldout_files = []
+    for path in train:
+        questions = read_questions(path)
+        kept, held = _split(questions, holdout, seed) if holdout else (questions, [])
+        training += kept
+        if held:
+            target = out / HELDOUT_DIR / Path(path).name
+            _write_questions(held, target)
+            heldout_files.append(str(target))
+    examples = [link_question(q, graph) for q in training]
+    usable = [e for e in examples if e.seeds and e.answers]
+    if not usable:
+        raise SourceError("no training question could be linked to the KB (a [topic] entity and an answer the KB "
+                          "names); check that the questions and the KB spell entities alike", path=str(train[0]))
+    rng = random.Random(seed)
+    if dev:
+        validation = [e for path in dev for e in (link_question(q, graph) for q in read_questions(path))
+                      if e.seeds and e.answers]
+    else:
+        rng.shuffle(usable)
+        cut = min(2000, max(1, len(usable) // 20)) if len(usable) > 20 else 0
+        validation, usable = usable[:cut], usable[cut:]
+
+    encoder = TextEncoder(text_model)
+    if progress:
+        print(f"encoding {len(usable) + len(validation):,} questions ...", flush=True)
+    train_states, train_mask = encoder.encode_tokens([e.text for e in usable], progress=progress)
+    train_states = train_states.to(torch.bfloat16)
+    if validation:
+        valid_states, valid_mask = encoder.encode_tokens([e.text for e in validation])
+    torch.manual_seed(seed)
+    model = GraphQA(len(relations), encoder.dim, steps=steps, fusion=fusion)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    batches_per_epoch = (len(usable) + batch_size - 1) // batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=epochs * batches_per_epoch,
+                                                   pct_start=0.1)
+    history = []
+    best = (-1.0, 0, None)
+    stale = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(usable)).tolist()
+        total, epoch_started = 0.0, time.perf_counter()
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            batch = [usable[i] for i in index]
+            seeds = _dense([e.seeds for e in batch], graph.num_nodes)
+            target = _dense([e.answers for e in batch], graph.num_nodes)
+            states = train_states[index].float()
+            mask = train_mask[index]
+            width = int(mask.sum(1).max())
+            reasoning = model(graph.graph, seeds, {"question": states[:, :width]}, {"question": mask[:, :width]})
+            loss = answer_loss(reasoning.scores, target)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach()) * len(index)
+        row = {"epoch": epoch, "loss": round(total / len(usable), 4), "seconds": round(time.perf_counter() - epoch_started, 1)}
+        if validation:
+            model.eval()
+            row["valid_hits1"] = round(_hits_at_1(model, graph, validation, valid_states, valid_mask), 4)
+        history.append(row)
+        if progress:
+            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        score = row.get("valid_hits1", -row["loss"])
+        if score > best[0]:
+            best, stale = (score, epoch, {k: v.clone() for k, v in model.state_dict().items()}), 0
+        else:
+            stale += 1
+            if stale >= 2:
+                break
+        if score >= 1.0:
+            break
+    model.load_state_dict(best[2])
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / MODEL_FILE)
+    linked = sum(1 for e in examples if e.seeds)
+    result = {
+        "kb": graph.source, "train": [str(p) for p in train], "dev": [str(p) for p in dev],
+        "questions": len(training), "linked": linked, "trained_on": len(usable), "validation": len(validation),
+        "heldout_files": heldout_files, "best_epoch": best[1], "valid_hits1": history[best[1] - 1].get("valid_hits1"),
+        "history": history, "seconds": round(time.perf_counter() - started, 1),
+    }
+    config = {
+        "kind": KIND, "format_version": FORMAT_VERSION, "relations": relations, "steps": steps, "fusion": fusion,
+        "hidden_channels": 256, "text_model": str(text_model) if text_model else None,
+        "text_fingerprint": encoder.fingerprint, "seed": seed, "holdout": holdout,
+        "training": {key: result[key] for key in ("kb", "train", "dev", "questions", "trained_on", "validation",
+                                                   "best_epoch", "valid_hits1", "seconds")},
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def answer_loss(scores, target):
+    """Squared error summed over the entities, averaged over the questions.
+
+    Shapes:
+        scores, target ``[N, B]`` -> scalar.
+    """
+    return ((scores - target) ** 2).sum(0).mean()
+
+
+def _hits_at_1(model, graph: QAGraph, examples: Sequence[Example], states, mask, batch_size: int = 256) -> float:
+    import torch
+
+    hits = 0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start:start + batch_size]
+            reasoning = model(graph.graph, _dense([e.seeds for e in batch], graph.num_nodes),
+                              {"question": states[start:start + batch_size]},
+                              {"question": mask[start:start + batch_size]})
+            values, top = reasoning.scores.max(dim=0)
+            hits += sum(1 for e, v, n in zip(batch, values.tolist(), top.tolist(), strict=True)
+                        if v > 0 and n in e.answers)
+    return hits / max(1, len(examples))
+
+
+# ---- evaluation --------------------------------------------------------------------------------------------
+def evaluate_qa(model_dir: str | Path | None, kb: str | Path | None, questions: str | Path, *, store=None,
+                batch_size: int = 256, qa_model: QAModel | None = None, graph: QAGraph | None = None) -> dict:
+    """Score a QA model on a question file over a KB.
+
+    The graph is the KB file ``kb`` or the open ``store``. A question is *reachable* when one of its answers is within the model's steps of a linked topic entity in
+    the KB (the KB may lack the facts that lead to the others); Hits@1 and answer-set F1 (the predicted set:
+    every entity scoring at least 0.5, else the top one) are reported overall and on reachable questions.
+
+    Returns:
+        dict with ``hits1``, ``f1``, ``reachable_hits1``, ``reachable_f1``, counts, ``questions_per_s`` (linking,
+        encoding and reasoning, batched) and ``seconds``.
+    """
+    import torch
+
+    model = qa_model or QAModel(model_dir)
+    if graph is None:
+        graph = open_qa_graph(model, kb=kb, store=store)
+    read = read_questions(questions)
+    started = time.perf_counter()
+    examples = [link_question(q, graph) for q in read]
+    hits = f1 = reach_hits = reach_f1 = 0.0
+    reachable = unlinked = 0
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        linked = [e for e in batch if e.seeds]
+        unlinked += len(batch) - len(linked)
+        if not linked:
+            continue
+        reasoning = model.reason(linked, graph)
+        reached = graph.graph.reachable(_dense([e.seeds for e in linked], graph.num_nodes), model.steps)
+        scores = reasoning.scores
+        values, top = scores.max(dim=0)
+        for column, example in enumerate(linked):
+            answers = set(example.answers)
+            hit = float(values[column] > 0 and int(top[column]) in answers)
+            predicted = set((scores[:, column] >= ANSWER_THRESHOLD).nonzero().view(-1).tolist())
+            if not predicted and values[column] > 0:
+                predicted = {int(top[column])}
+            truth = answers | ({-i for i in range(1, example.missing_answers + 1)})  # answers the KB lacks count
+            overlap = len(predicted & truth)
+            score = 2 * overlap / (len(predicted) + len(truth)) if predicted and truth else 0.0
+            hits += hit
+            f1 += score
+            if answers and bool(reached[torch.as_tensor(sorted(answers)), column].any()):
+                reachable += 1
+                reach_hits += hit
+                reach_f1 += score
+    seconds = time.perf_counter() - started
+    total = len(examples)
+    return {
+        "model": str(model.model_dir), "kb": str(graph.source), "questions_file": str(questions),
+        "questions": total, "linked": total - unlinked, "reachable": reachable,
+        "hits1": round(hits / max(1, total), 4), "f1": round(f1 / max(1, total), 4),
+        "reachable_hits1": round(reach_hits / max(1, reachable), 4),
+        "reachable_f1": round(reach_f1 / max(1, reachable), 4),
+        "questions_per_s": round(total / max(seconds, 1e-9), 1), "seconds": round(seconds, 2),
+    }
+
+
+def bench_qa(model_dir: str | Path, kb: str | Path, questions: str | Path, *, count: int = 300) -> dict:
+    """Time ``ask`` on a warm model, one question at a time, and batched evaluation.
+
+    The model and graph are loaded and one question asked before timing (a warm model, as a served one is).
+    ``count`` questions of the file are then asked one by one through :meth:`QAModel.ask` (linking, encoding,
+    reasoning, evidence paths for the top 5); the whole file is then evaluated batched.
+
+    Returns:
+        dict with ``load_s``, ``ask_p50_ms``, ``ask_p95_ms``, ``ask_p99_ms``, ``asked``, ``batched_questions_per_s``
+        and the batched evaluation's scores.
+    """
+    import statistics
+
+    import torch
+
+    if count < 1:
+        raise ValidationError(f"count must be >= 1, got {count!r}")
+    started = time.perf_counter()
+    model = QAModel(model_dir)
+    graph = kb_graph(kb, model.relations)
+    read = read_questions(questions)
+    model.ask(read[0].text, graph)  # warm: first-call allocations, the sparse matrix
+    load_s = time.perf_counter() - started
+    threads = torch.get_num_threads()
+    latencies = []
+    for question in read[:count]:
+        began = time.perf_counter()
+        model.ask(question.text, graph)
+        latencies.append((time.perf_counter() - began) * 1000)
+    latencies.sort()
+
+    def percentile(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
+    batched = evaluate_qa(model_dir, kb, questions, qa_model=model, graph=graph)
+    return {
+        "model": str(model_dir), "kb": str(kb), "questions_file": str(questions), "threads": threads,
+        "load_s": round(load_s, 2), "asked": len(latencies), "ask_p50_ms": percentile(0.50),
+        "ask_p95_ms": percentile(0.95), "ask_p99_ms": percentile(0.99),
+        "ask_mean_ms": round(statistics.fmean(latencies), 2),
+        "batched_questions_per_s": batched["questions_per_s"], "batched_questions": batched["questions"],
+        "hits1": batched["hits1"], "reachable_hits1": batched["reachable_hits1"],
+    }
+
+
+def open_qa_graph(model: QAModel, *, kb: str | Path | None = None, store=None) -> QAGraph:
+    """The graph to ask over: a KB file, or an open store."""
+    if kb is not None:
+        return kb_graph(kb, model.relations)
+    if store is None:
+        raise ValidationError("expected a graph to ask: a --store or a --kb triples file")
+    graph = store_graph(store, model.relations)
+    if graph.num_nodes == 0:
+        raise KgmmError(f"the store {graph.source} is empty; ingest documents or a KB into it first")
+    return graph
+
+
+__all__ = ["EntityLinker", "Example", "QAGraph", "QAModel", "bench_qa", "evaluate_qa", "kb_graph", "link_question",
+           "open_qa_graph", "store_graph", "train_qa"]
