@@ -32,6 +32,7 @@ from kgmm.nn.fusion import build_fusion
 
 DEFAULT_STEPS = 3
 DEFAULT_FUSION = "early-concat"
+FRONTIER_BATCH = 8  # at most this many questions at once (outside training) walk only their frontier's edges
 PRUNE = 1e-4  # scores and relation weights below this are not propagated
 
 
@@ -59,6 +60,7 @@ class RelationGraph:
         self.num_edges = int(head.numel())
         self._degree: Tensor | None = None
         self._matrix: tuple[Tensor, Tensor, Tensor] | None = None
+        self._by_source: tuple[Tensor, Tensor] | None = None
 
     def relation_profile(self, seeds: Tensor) -> Tensor:
         """How many edges of each relation (and direction) leave the seeds: what the first step can follow.
@@ -99,14 +101,18 @@ class RelationGraph:
         """One propagation step: ``out[v] = min(1, sum over edges u -r-> v of scores[u] * weights[r])``.
 
         Every (relation, target) pair sums its sources' scores in one sparse product; each pair's sum is then
-        weighted by its relation and added to its target. Rows of relations no question weighs above
-        ``PRUNE`` are skipped outside training.
+        weighted by its relation and added to its target; outside training, pairs whose sum or relation weight
+        is below ``PRUNE`` for every question are dropped first. Outside training, a batch of at most
+        ``FRONTIER_BATCH`` questions instead walks only the edges leaving nodes that hold score, of relations
+        weighted above ``PRUNE`` (the question's own pruned subgraph).
 
         Shapes:
             scores ``[N, B]`` (in [0, 1]), weights ``[B, 2R]`` -> ``[N, B]``.
         """
         import warnings
 
+        if not torch.is_grad_enabled() and scores.size(1) <= FRONTIER_BATCH:
+            return self._frontier_step(scores, weights)
         matrix, row_relation, row_node = self._stacked()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
@@ -116,6 +122,27 @@ class RelationGraph:
             keep = (row_weights > PRUNE).any(dim=1) & (sums > PRUNE).any(dim=1)
             sums, row_weights, row_node = sums[keep], row_weights[keep], row_node[keep]
         out = torch.zeros_like(scores).index_add(0, row_node, sums * row_weights)
+        return out.clamp(max=1.0)
+
+    def _frontier_step(self, scores: Tensor, weights: Tensor) -> Tensor:
+        """The same step touching only the edges that leave nodes holding score (asking one question: the
+        question's own pruned subgraph, not the whole graph)."""
+        if self._by_source is None:
+            order = torch.argsort(self.source, stable=True)
+            pointer = torch.zeros(self.num_nodes + 1, dtype=torch.long)
+            pointer[1:] = torch.cumsum(torch.bincount(self.source, minlength=self.num_nodes), 0)
+            self._by_source = (order, pointer)
+        order, pointer = self._by_source
+        nodes = (scores > PRUNE).any(dim=1).nonzero().view(-1)
+        counts = pointer[nodes + 1] - pointer[nodes]
+        starts = torch.repeat_interleave(pointer[nodes], counts)
+        offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        edges = order[starts + offsets]
+        relation = self.relation[edges]
+        kept = (weights > PRUNE).any(dim=0)[relation]
+        edges, relation = edges[kept], relation[kept]
+        messages = scores[self.source[edges]] * weights.t()[relation]
+        out = torch.zeros_like(scores).index_add_(0, self.target[edges], messages)
         return out.clamp(max=1.0)
 
     def reachable(self, seeds: Tensor, hops: int) -> Tensor:

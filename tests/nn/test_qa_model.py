@@ -86,3 +86,19 @@ def test_every_fusion_strategy_can_read_the_question(fusion):
     assert relations.shape == (4, 2, 4) and hops.shape == (4, 2)
     assert ((relations > 0) & (relations < 1)).all()
     torch.testing.assert_close(hops.sum(-1), torch.ones(4))
+
+
+def test_the_frontier_step_for_a_few_questions_equals_the_whole_graph_step():
+    from kgmm.nn import qa
+
+    torch.manual_seed(1)
+    graph = RelationGraph(EDGES, TYPES, 5, 2)
+    scores = torch.zeros(5, 2)
+    scores[0, 0], scores[2, 1], scores[4, 1] = 1.0, 0.5, 0.3
+    weights = torch.rand(2, 4)
+    weights[:, 3] = 0.0  # a relation nobody follows
+    with torch.no_grad():
+        frontier = graph.step(scores, weights)
+        whole = graph.step(scores.repeat(1, qa.FRONTIER_BATCH), weights.repeat(qa.FRONTIER_BATCH, 1))[:, :2]
+    torch.testing.assert_close(frontier, whole)
+    torch.testing.assert_close(frontier, loop_step(scores, weights))
