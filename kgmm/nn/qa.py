@@ -11,7 +11,8 @@ The model holds no entity parameters, so a trained model answers over any graph 
 - **Propagation** (:class:`RelationGraph`): a relation-weighted message passing over the knowledge graph. Scores
   start on the question's seed entities (its linked topic entities, or the entities an image resembles) and
   each step moves every node's score along each edge, weighted by that step's relation weight; a node's new
-  score is the sum of what reaches it, capped at 1. The answer score of a node is its score after each step,
+  score is the sum of what reaches it, capped at 1; the seeds themselves are never walked through again (a
+  chain of facts does not come back through the question's own entity). The answer score of a node is its score after each step,
   weighted by the step distribution. Only edges leaving a node that holds score, of a relation with weight,
   count: the subgraph walked is pruned by the question itself, and :func:`trace_path` reads the
   strongest chain of facts back from an answer to a seed.
@@ -253,11 +254,13 @@ class GraphQA(torch.nn.Module):
         scores = seeds
         steps = [seeds]
         answer = torch.zeros_like(seeds)
+        topic = seeds > 0
         for t in range(self.steps):
-            scores = graph.step(scores, relation_weights[:, t])
+            # A chain of facts never comes back through the question's own entity: "films that share actors
+            # with X" are the other films, and their years are not X's year.
+            scores = graph.step(scores, relation_weights[:, t]).masked_fill(topic, 0.0)
             steps.append(scores)
             answer = answer + scores * hop_weights[:, t]
-        answer = answer.masked_fill(seeds > 0, 0.0)
         return Reasoning(answer, steps, relation_weights, hop_weights)
 
 
