@@ -30,10 +30,17 @@ def square_store(tmp_path, squares, trained, monkeypatch):
     store.close()
 
 
-def test_search_by_image_finds_the_matching_entity_document_and_image(square_store, trained, squares):
+def test_search_by_image_finds_the_matching_entity_document_and_image(square_store, trained, tmp_path):
     store, _ = square_store
     model, _, _ = trained
-    result = cross_modal_search(store, model=model, image=squares.parent / "images" / "green-large.png", limit=2)
+    # A green between the two stored shades: size (shade) says nothing, so the colour has to decide.
+    from PIL import Image
+
+    query = tmp_path / "green-medium.png"
+    image = Image.new("RGB", (96, 96), (128, 128, 128))
+    image.paste((8, 168, 28), (12, 12, 84, 84))  # conftest's green, 12 darker
+    image.save(query)
+    result = cross_modal_search(store, model=model, image=query, limit=2)
     assert result["entities"][0]["name"] == "green"
     assert result["documents"][0]["title"] == "green note"
     assert result["images"][0]["path"].endswith("green-small.png")
