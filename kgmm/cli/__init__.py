@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from kgmm.cli import align, bench, demo, graph, kge, photo_qa, qa, training
+from kgmm.cli import align, bench, demo, diagnosis, graph, kge, photo_qa, qa, training
 
 app = typer.Typer(
     name="kgmm",
@@ -29,6 +29,7 @@ kge.register(training.train_app, training.eval_app, predict_app)
 align.register(training.train_app, training.eval_app)
 qa.register(app, training.train_app, training.eval_app, bench.bench_app)
 photo_qa.register(bench.bench_app)
+diagnosis.register(app, training.train_app, training.eval_app, bench.bench_app)
 app.add_typer(predict_app, name="predict")
 
 

@@ -1,0 +1,134 @@
+"""Diagnosis commands: ``kgmm diagnose``, ``kgmm train diagnosis``, ``kgmm eval diagnosis``, ``kgmm bench diagnose``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from kgmm.cli.output import JsonOption, console, emit, render_metrics
+from kgmm.cli.qa import FUSIONS
+
+MODEL_ENV = "KGMM_DIAGNOSIS_MODEL"
+DATASETS = ("ddxplus", "symptom2disease", "jsonl")  # kgmm.sources.cases.DATASETS, without importing it
+DatasetOption = typer.Option(..., "--dataset", "-d", help=f"Case format: {', '.join(DATASETS)}.")
+KnowledgeOption = typer.Option(None, "--knowledge", help="Label -> finding graph: DDXPlus release_conditions.json "
+                               "or a knowledge.json; without --model, rank from it alone (knowledge-only).")
+
+
+def render_diagnoses(result: dict) -> None:
+    out = console()
+    case = result["case"]
+    for key in ("present", "absent"):
+        if case[key]:
+            out.print(f"{key}: " + "; ".join(item["name"] for item in case[key]), markup=False, highlight=False)
+    if case["unknown"]:
+        out.print(f"not in the model: {', '.join(case['unknown'])}", markup=False, highlight=False)
+    for rank, entry in enumerate(result["diagnoses"], start=1):
+        out.print(f"{rank}. [bold]{entry['label']}[/]  p={entry['probability']:.3f}", highlight=False)
+        for key, sign in (("supports", "+"), ("against", "-")):
+            for item in entry[key]:
+                out.print(f"     {sign} {item['name']}  ({item['relation']}, {item['weight']:.2f})", markup=False,
+                          highlight=False)
+
+
+def _model(model: Path | None, knowledge: Path | None, domain: str):
+    from kgmm.tasks.diagnosis import open_diagnosis_model
+
+    chosen = model or (Path(os.environ[MODEL_ENV]) if os.environ.get(MODEL_ENV) and knowledge is None else None)
+    return open_diagnosis_model(chosen, knowledge, domain=domain)
+
+
+def diagnose(
+    text: str = typer.Option("", "--text", "-t", help="Free text: complaint, history, caption (negations count as absent)."),
+    findings: str = typer.Option("", "--findings", "-f", help="Comma-separated findings present: ids, codes (E_53) "
+                                 "or names."),
+    absent: str = typer.Option("", "--absent", help="Comma-separated findings known absent."),
+    image: Path | None = typer.Option(None, "--image", help="An image of the case (for models trained with images)."),
+    model: Path | None = typer.Option(None, "--model", "-m", help=f"Model from `kgmm train diagnosis` (default ${MODEL_ENV})."),
+    knowledge: Path | None = KnowledgeOption,
+    domain: str = typer.Option("medical", "--domain", help="Domain pack that reads --text (knowledge-only mode)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Diagnoses to show."),
+    age: float | None = typer.Option(None, "--age"),
+    sex: str | None = typer.Option(None, "--sex", help="M or F."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Rank diagnoses for a case, each with the graph evidence for and against it."""
+    from kgmm.errors import ValidationError
+    from kgmm.sources.cases import MAX_TEXT_CHARS, Case
+
+    chosen = _model(model, knowledge, domain)
+    if image is not None and not image.is_file():
+        raise ValidationError(f"no image at {image}; check the path")
+    present = chosen.resolve_findings(findings.split(","))
+    missing = chosen.resolve_findings(absent.split(","))
+    if not (text.strip() or present or missing or image):
+        raise ValidationError("nothing to diagnose: give --text, --findings, --absent or --image")
+    attributes = {k: v for k, v in (("age", age), ("sex", sex)) if v is not None}
+    case = Case("cli", None, present, missing, " ".join(text.split())[:MAX_TEXT_CHARS],
+                str(image) if image else None, attributes)
+    emit(chosen.diagnose(case, top_k=top_k), as_json, render_diagnoses)
+
+
+def train_diagnosis(
+    dataset: str = DatasetOption,
+    path: Path = typer.Option(..., "--path", "-p", help="The labelled cases file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    knowledge: Path | None = typer.Option(None, "--knowledge", help="Label -> finding graph (default for ddxplus: "
+                                          "release_conditions.json beside --path; otherwise built from the cases)."),
+    holdout: float = typer.Option(0.2, "--holdout", help="Share of each label's cases written to OUT/heldout/ and "
+                                  "never trained on."),
+    fusion: str = typer.Option("early-concat", "--fusion", help=f"Fusion of the modalities: {', '.join(FUSIONS)}."),
+    no_graph: bool = typer.Option(False, "--no-graph", help="Train without the graph evidence (ablation)."),
+    per_class: int | None = typer.Option(None, "--per-class", help="Train on at most this many cases per label."),
+    epochs: int = typer.Option(200, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Train a diagnosis model (graph evidence + fusion of findings, text and images), calibrated."""
+    from kgmm.tasks.diagnosis import train_diagnosis as run
+
+    result = run(path, dataset, out, knowledge=knowledge, holdout=holdout, fusion=fusion, use_graph=not no_graph,
+                 per_class=per_class, epochs=epochs, seed=seed, progress=not quiet and not as_json)
+    emit({"title": f"trained diagnosis model -> {out}", **result}, as_json, render_metrics)
+
+
+def eval_diagnosis(
+    dataset: str = DatasetOption,
+    path: Path = typer.Option(..., "--path", "-p", help="Labelled cases (e.g. OUT/heldout/ of the training)."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Model from `kgmm train diagnosis`."),
+    knowledge: Path | None = KnowledgeOption,
+    domain: str = typer.Option("medical", "--domain", help="Domain pack that reads text (knowledge-only mode)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Top-1/top-3 accuracy, macro-F1 and expected calibration error on labelled cases."""
+    from kgmm.tasks.diagnosis import evaluate_diagnosis
+
+    result = evaluate_diagnosis(_model(model, knowledge, domain), path, dataset)
+    emit({"title": f"diagnosis on {path.name}", **result}, as_json, render_metrics)
+
+
+def bench_diagnose(
+    dataset: str = DatasetOption,
+    path: Path = typer.Option(..., "--path", "-p", help="Cases to diagnose one at a time."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Model from `kgmm train diagnosis`."),
+    knowledge: Path | None = KnowledgeOption,
+    count: int = typer.Option(200, "--count", "-n"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Latency of `kgmm diagnose` on a warm model (p50/p95/p99, ms per case)."""
+    from kgmm.sources.cases import read_cases
+    from kgmm.tasks.diagnosis import bench_diagnose as run
+
+    result = run(_model(model, knowledge, "medical"), read_cases(path, dataset), count=count)
+    emit({"title": f"diagnose latency ({model or knowledge})", **result}, as_json, render_metrics)
+
+
+def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add ``diagnose``, ``train diagnosis``, ``eval diagnosis`` and ``bench diagnose``."""
+    app.command("diagnose")(diagnose)
+    train_app.command("diagnosis")(train_diagnosis)
+    eval_app.command("diagnosis")(eval_diagnosis)
+    bench_app.command("diagnose")(bench_diagnose)

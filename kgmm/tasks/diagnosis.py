@@ -1,0 +1,746 @@
+"""Diagnosis-style prediction: train, evaluate, predict and explain from a case and the graph.
+
+A case (:class:`kgmm.sources.cases.Case`) has findings present and absent, free text, maybe an image.
+Free text is read by the domain's lexicon (spaCy + negation): a mentioned finding is present, a negated one
+("no fever") absent; with a text modality the text is also encoded by MiniLM. The model
+(:class:`kgmm.nn.diagnosis.DiagnosisNet`) adds graph evidence over the label -> finding graph to a fusion
+strategy over the case's modalities, and a temperature fitted on held-back cases calibrates it.
+
+The label -> finding graph comes from a knowledge file (DDXPlus ``release_conditions.json``, or kgmm's own
+``knowledge.json``), or, when there is none, from the training cases themselves: a finding joins a label when
+it is reported in enough of the label's cases and far more often than elsewhere (``OBSERVED_IN_CASES``).
+
+With no labelled cases at all, :meth:`DiagnosisModel.from_knowledge` ranks labels by the graph alone
+(knowledge-only mode): the same graph-evidence module with its prior weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kgmm.errors import SourceError, ValidationError
+from kgmm.sources.cases import Case, LabelKnowledge, read_cases, read_ddxplus_knowledge
+from kgmm.tasks.checkpoint import CONFIG_FILE, read_model_config
+
+KIND = "kgmm-diagnosis-model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.pt"
+KNOWLEDGE_FILE = "knowledge.json"
+TRAIN_HINT = ("train one with: kgmm train diagnosis --dataset ddxplus|symptom2disease|jsonl --path FILE --out DIR, "
+              "or rank from a graph alone with --knowledge FILE")
+CASE_RELATION = "OBSERVED_IN_CASES"
+DEFAULT_DOMAIN = {"ddxplus": "medical", "symptom2disease": "medical", "jsonl": "medical"}
+ECE_BINS = 15
+
+
+# ---- knowledge -------------------------------------------------------------------------------------
+
+def load_knowledge(path: str | Path) -> LabelKnowledge:
+    """Read label -> finding knowledge: DDXPlus ``release_conditions.json`` or kgmm's ``knowledge.json``.
+
+    Raises:
+        SourceError: when the file is missing or in neither format.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / KNOWLEDGE_FILE).is_file():
+        path = path / KNOWLEDGE_FILE
+    if not path.is_file():
+        raise SourceError("no such knowledge file; give DDXPlus release_conditions.json or a knowledge.json "
+                          "({\"edges\": {label: {finding id: relation}}})", path=str(path))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"cannot read the knowledge file ({e}); it must be JSON", path=str(path)) from e
+    if isinstance(raw, dict) and isinstance(raw.get("edges"), dict):
+        knowledge = LabelKnowledge.from_json(raw)
+    elif isinstance(raw, dict) and raw and all(isinstance(v, dict) and ("symptoms" in v or "antecedents" in v)
+                                               for v in raw.values()):
+        knowledge = read_ddxplus_knowledge(path)
+    else:
+        raise SourceError("neither a knowledge.json ({\"edges\": {label: {finding id: relation}}}) nor DDXPlus "
+                          "release_conditions.json", path=str(path))
+    if not knowledge.edges:
+        raise SourceError("holds no label", path=str(path))
+    return knowledge
+
+
+def case_knowledge(cases: Sequence[Case], *, min_count: int = 2, min_share: float = 0.15,
+                   min_lift: float = 3.0) -> LabelKnowledge:
+    """Label -> finding edges observed in labelled ``cases`` (``OBSERVED_IN_CASES``).
+
+    A finding joins a label when at least ``min_count`` and ``min_share`` of the label's cases report it
+    present, and it is at least ``min_lift`` times as common in them as in all cases.
+    """
+    per_label: dict[str, Counter] = defaultdict(Counter)
+    sizes: Counter = Counter()
+    overall: Counter = Counter()
+    for case in cases:
+        if case.label is None:
+            continue
+        sizes[case.label] += 1
+        for finding in set(case.present):
+            per_label[case.label][finding] += 1
+            overall[finding] += 1
+    total = sum(sizes.values())
+    # With L labels a finding can be at most L times as common in one label's cases: ask for half that at most.
+    min_lift = min(min_lift, 1.0 + (len(sizes) - 1) / 2)
+    knowledge = LabelKnowledge(source="training cases")
+    for label, size in sizes.items():
+        edges = {}
+        for finding, count in per_label[label].items():
+            share = count / size
+            if count >= min(min_count, size) and share >= min_share and share / (overall[finding] / total) >= min_lift:
+                edges[finding] = CASE_RELATION
+        knowledge.edges[label] = edges
+    return knowledge
+
+
+# ---- reading findings from text --------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _extractor(domain: str):
+    """One extractor per domain and process (spaCy and the lexicon take seconds to load)."""
+    from kgmm.extract.pipeline import Extractor
+
+    return Extractor(domain)
+
+
+class FindingReader:
+    """Free text -> (present, absent) finding ids and their names, with a domain pack's lexicon and negation."""
+
+    def __init__(self, domain: str = "medical") -> None:
+        self.domain = domain
+        self.extractor = _extractor(domain)
+
+    def read(self, texts: Sequence[str]) -> list[tuple[list[str], list[str], dict[str, str], dict[str, list[str]]]]:
+        """Per text: ``(present ids, absent ids, id -> name, id -> cross-referenced ids)``.
+
+        A finding both stated and negated in one text counts as absent. The cross-references
+        (``HP:0012735`` -> ``DDXPLUS:E_201``) let a model whose findings come from another lexicon match it.
+        """
+        from kgmm.schema import Source
+
+        sources = [Source.document(text or " ", "diagnosis", key=f"{i}:{text}") for i, text in enumerate(texts)]
+        results = []
+        for extraction in self.extractor.extract(sources):
+            names = {entity.id: entity.name for entity in extraction.entities}
+            crossrefs = {entity.id: list(entity.ontology_ids) for entity in extraction.entities if entity.ontology_ids}
+            present, absent = {}, {}
+            for mention in extraction.mentions:
+                (absent if mention.negated else present)[mention.entity_id] = None
+            results.append(([f for f in present if f not in absent], list(absent), names, crossrefs))
+        return results
+
+
+def read_case_text(cases: Sequence[Case], reader: FindingReader, names: dict[str, str],
+                   vocabulary: dict[str, int] | None = None) -> list[Case]:
+    """``cases`` with the findings ``reader`` finds in their text merged in (a negated one as absent, and a
+    finding the case lists as absent never turned present); the names of the findings read go to ``names``.
+    With a ``vocabulary``, a finding it lacks is replaced by the first of its cross-references it has."""
+    with_text = [i for i, case in enumerate(cases) if case.text.strip()]
+    out = list(cases)
+    if not with_text:
+        return out
+    read = reader.read([cases[i].text for i in with_text])
+    for i, (present, absent, found, crossrefs) in zip(with_text, read, strict=True):
+
+        def known(finding: str, crossrefs=crossrefs) -> str:
+            if vocabulary is None or finding in vocabulary:
+                return finding
+            return next((ref for ref in crossrefs.get(finding, []) if ref in vocabulary), finding)
+
+        for finding, name in found.items():
+            names.setdefault(known(finding), name)
+        case = cases[i]
+        absent = [known(f) for f in absent]
+        known_absent = set(case.absent) | set(absent)
+        merged = list(dict.fromkeys([*case.present, *(known(f) for f in present if known(f) not in known_absent)]))
+        out[i] = Case(case.id, case.label, merged, list(dict.fromkeys([*case.absent, *absent])), case.text,
+                      case.image, case.attributes, case.closed_world, case.line)
+    return out
+
+
+# ---- the model -------------------------------------------------------------------------------------
+
+@dataclass
+class Features:
+    """Tensors of a batch of cases."""
+
+    present: object
+    absent: object
+    features: dict
+    masks: dict
+
+
+class DiagnosisModel:
+    """A trained (or knowledge-only) diagnosis model: featurize cases, predict, explain.
+
+    Build one with :meth:`load`, :meth:`from_knowledge` or :func:`train_diagnosis`.
+    """
+
+    def __init__(self, config: dict, knowledge: LabelKnowledge, state: dict | None = None) -> None:
+        import torch
+
+        from kgmm.nn.diagnosis import DiagnosisNet, graph_edges
+
+        self.config = config
+        self.knowledge = knowledge
+        self.labels: list[str] = list(config["labels"])
+        self.findings: list[str] = list(config["findings"])
+        self.relations: list[str] = list(config["relations"])
+        self.label_index = {label: i for i, label in enumerate(self.labels)}
+        self.finding_index = {finding: i for i, finding in enumerate(self.findings)}
+        self.finding_names: dict[str, str] = {**config.get("finding_names", {}), **knowledge.finding_names}
+        relation_index = {relation: i for i, relation in enumerate(self.relations)}
+        triples = [(self.label_index[label], self.finding_index[finding], relation_index[relation])
+                   for label, edges in knowledge.edges.items() if label in self.label_index
+                   for finding, relation in edges.items() if finding in self.finding_index]
+        self.linked = sorted({f for _, f, _ in triples})
+        dims = {m: int(d) for m, d in config.get("modalities", {}).items()}
+        self.net = DiagnosisNet(dims, len(self.labels), graph_edges(triples), len(self.findings),
+                                len(self.relations), fusion=config.get("fusion", "early-concat"),
+                                use_graph=config.get("use_graph", True),
+                                hidden_channels=int(config.get("hidden_channels", 128)),
+                                dropout=float(config.get("dropout", 0.2)))
+        if state is not None:
+            self.net.load_state_dict(state)
+        self.net.eval()
+        self.temperature = float(config.get("temperature", 1.0))
+        self._reader: FindingReader | None = None
+        self._text = None
+        self._torch = torch
+
+    # -- construction --
+
+    @classmethod
+    def from_knowledge(cls, knowledge: LabelKnowledge, *, domain: str = "medical") -> DiagnosisModel:
+        """The knowledge-only model: the graph alone, with its prior weights (no labelled case needed)."""
+        findings = sorted({f for edges in knowledge.edges.values() for f in edges})
+        relations = sorted({r for edges in knowledge.edges.values() for r in edges.values()}) or [CASE_RELATION]
+        config = {"kind": KIND, "format_version": FORMAT_VERSION, "labels": knowledge.labels, "findings": findings,
+                  "relations": relations, "modalities": {}, "use_graph": True, "domain": domain,
+                  "knowledge_only": True, "temperature": 1.0}
+        return cls(config, knowledge)
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> DiagnosisModel:
+        """Load a model written by :func:`train_diagnosis`.
+
+        Raises:
+            SourceError: when ``model_dir`` holds no diagnosis model (the message says how to train one).
+        """
+        import torch
+
+        model_dir = Path(model_dir)
+        config = read_model_config(model_dir, kind=KIND, max_format=FORMAT_VERSION, what="a diagnosis model",
+                                   fix=TRAIN_HINT)
+        knowledge = load_knowledge(model_dir / KNOWLEDGE_FILE)
+        try:
+            state = torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as e:
+            raise SourceError(f"cannot read the model weights ({e}); {TRAIN_HINT}", path=str(model_dir)) from e
+        model = cls(config, knowledge, state)
+        model.config["path"] = str(model_dir)
+        return model
+
+    def save(self, model_dir: str | Path) -> None:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self._torch.save(self.net.state_dict(), model_dir / WEIGHTS_FILE)
+        (model_dir / KNOWLEDGE_FILE).write_text(json.dumps(self.knowledge.to_json(), indent=1), encoding="utf-8")
+        config = {k: v for k, v in self.config.items() if k != "path"}
+        config["temperature"] = self.temperature
+        (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
+
+    # -- features --
+
+    @property
+    def modalities(self) -> dict[str, int]:
+        return dict(self.config.get("modalities", {}))
+
+    def reader(self) -> FindingReader:
+        if self._reader is None:
+            self._reader = FindingReader(self.config.get("domain", "medical"))
+        return self._reader
+
+    def read_text(self, cases: Sequence[Case]) -> list[Case]:
+        """Cases with the findings of their text added (present unless negated); cases without text unchanged."""
+        if not any(case.text.strip() for case in cases):
+            return list(cases)
+        return read_case_text(cases, self.reader(), self.finding_names, self.finding_index)
+
+    def featurize(self, cases: Sequence[Case], *, text_states=None, image_states=None) -> Features:
+        """Tensors for ``cases`` (their text already read into findings by :meth:`read_text`)."""
+        torch = self._torch
+        n, width = len(cases), len(self.findings)
+        present = torch.zeros(n, width)
+        absent = torch.zeros(n, width)
+        linked = torch.zeros(width, dtype=torch.bool)
+        linked[self.linked] = True
+        for row, case in enumerate(cases):
+            for finding in case.present:
+                if finding in self.finding_index:
+                    present[row, self.finding_index[finding]] = 1.0
+            for finding in case.absent:
+                if finding in self.finding_index:
+                    absent[row, self.finding_index[finding]] = 1.0
+            if case.closed_world:
+                absent[row] = torch.where(linked & (present[row] == 0), 1.0, absent[row])
+        features, masks = {}, {}
+        dims = self.modalities
+        if "findings" in dims:
+            findings = present - absent
+            extra = torch.tensor([self._attributes(case) for case in cases], dtype=torch.float32).reshape(n, -1)
+            features["findings"] = torch.cat([findings, extra], dim=1)
+            masks["findings"] = torch.ones(n, dtype=torch.bool)
+        if "text" in dims:
+            if text_states is None:
+                text_states = self.encode_texts([case.text for case in cases])
+            features["text"] = text_states
+            masks["text"] = torch.tensor([bool(case.text.strip()) for case in cases])
+        if "image" in dims:
+            if image_states is None:
+                image_states, masks["image"] = self.encode_images([case.image for case in cases])
+            else:
+                masks["image"] = torch.tensor([case.image is not None for case in cases])
+            features["image"] = image_states
+        return Features(present, absent, features, masks)
+
+    def _attributes(self, case: Case) -> list[float]:
+        values = []
+        for name in self.config.get("attributes", []):
+            if name == "age":
+                age = case.attributes.get("age")
+                values += [float(age) / 100.0 if age is not None else 0.0, float(age is None)]
+            elif name == "sex":
+                sex = str(case.attributes.get("sex", "")).upper()[:1]
+                values += [float(sex == "M"), float(sex == "F")]
+        return values
+
+    def encode_texts(self, texts: Sequence[str]):
+        from kgmm.nn.text import TextEncoder
+
+        if self._text is None:
+            self._text = TextEncoder(self.config.get("text_model"))
+        return self._text.encode([text or " " for text in texts])
+
+    def encode_images(self, images: Sequence[str | None]):
+        from kgmm.nn.vision import encode_image_files
+
+        torch = self._torch
+        mask = torch.tensor([image is not None for image in images])
+        states = torch.zeros(len(images), self.modalities["image"])
+        given = [i for i, image in enumerate(images) if image is not None]
+        if given:
+            states[given] = encode_image_files([images[i] for i in given], self.config.get("vision_model"))
+        return states, mask
+
+    # -- prediction --
+
+    def logits(self, batch: Features):
+        with self._torch.no_grad():
+            return self.net(batch.features, batch.present, batch.absent, batch.masks)
+
+    def predict_proba(self, cases: Sequence[Case], *, batch_size: int = 512):
+        """``[N, C]`` calibrated probabilities for ``cases`` (their text read into findings first)."""
+        torch = self._torch
+        cases = self.read_text(cases)
+        out = []
+        for start in range(0, len(cases), batch_size):
+            batch = self.featurize(cases[start:start + batch_size])
+            out.append(torch.softmax(self.logits(batch) / self.temperature, dim=1))
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def diagnose(self, case: Case, *, top_k: int = 5, evidence: int = 5) -> dict:
+        """The top-``top_k`` labels of one case, each with its probability and graph evidence.
+
+        Returns:
+            ``{"case": {"present", "absent", "unknown"}, "diagnoses": [{"label", "probability", "graph_score",
+            "supports": [{"finding", "name", "relation", "weight"}], "against": [...]}], "model"}``
+        """
+        torch = self._torch
+        unknown = [f for f in [*case.present, *case.absent] if f not in self.finding_index]
+        case = self.read_text([case])[0]
+        batch = self.featurize([case])
+        probabilities = torch.softmax(self.logits(batch) / self.temperature, dim=1)[0]
+        support = cost = None
+        if self.net.graph is not None:
+            with torch.no_grad():
+                support, cost = self.net.graph.contributions(batch.present, batch.absent)
+            support, cost = support[0], cost[0]
+        top = torch.topk(probabilities, min(top_k, len(self.labels)))
+        diagnoses = []
+        edges = self.net.graph.edges if self.net.graph is not None else None
+        for probability, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            entry = {"label": self.labels[index], "probability": round(probability, 4), "supports": [], "against": []}
+            if edges is not None:
+                mine = (edges[0] == index).nonzero().flatten()
+                entry["graph_score"] = round(float(support[mine].sum() - cost[mine].sum()), 3)
+                for key, values in (("supports", support), ("against", cost)):
+                    ranked = sorted(((float(values[e]), int(e)) for e in mine.tolist() if values[e] > 0), reverse=True)
+                    entry[key] = [self._evidence(edges, e, weight) for weight, e in ranked[:evidence]]
+            diagnoses.append(entry)
+        observed = {
+            "present": [self._named(f) for f in case.present if f in self.finding_index],
+            "absent": [self._named(f) for f in case.absent if f in self.finding_index],
+            "unknown": unknown,
+        }
+        return {"case": observed, "diagnoses": diagnoses, "model": self.config.get("path", "knowledge-only")}
+
+    def _named(self, finding: str) -> dict:
+        return {"finding": finding, "name": self.finding_names.get(finding, finding)}
+
+    def _evidence(self, edges, e: int, weight: float) -> dict:
+        finding = self.findings[int(edges[1, e])]
+        return {**self._named(finding), "relation": self.relations[int(edges[2, e])], "weight": round(weight, 3)}
+
+    # -- user input --
+
+    def resolve_findings(self, names: Sequence[str]) -> list[str]:
+        """Finding ids for what a user typed: an id (``DDXPLUS:E_53``), a bare code (``E_53``, ``E_204_@_V_1``)
+        or a finding's name, case-insensitive.
+
+        Raises:
+            ValidationError: for a finding the model does not know, with the closest known ones.
+        """
+        by_code: dict[str, str] = {}
+        for finding in self.findings:
+            by_code.setdefault(finding.lower(), finding)
+            by_code.setdefault(finding.split(":", 1)[-1].lower(), finding)
+        for finding, name in self.finding_names.items():
+            if finding in self.finding_index:
+                by_code.setdefault(name.lower(), finding)
+        resolved = []
+        for raw in names:
+            key = raw.strip().replace("_@_", "=").lower()
+            if not key:
+                continue
+            if key in by_code:
+                resolved.append(by_code[key])
+                continue
+            from rapidfuzz import process
+
+            close = [match for match, _, _ in process.extract(key, list(by_code), limit=3)]
+            raise ValidationError(f"unknown finding {raw!r}; the model knows {len(self.findings)} findings "
+                                  f"(ids like {self.findings[0]!r} or their names); closest: {', '.join(close)}")
+        return resolved
+
+
+# ---- metrics ---------------------------------------------------------------------------------------
+
+def diagnosis_metrics(probabilities, gold: Sequence[int | None], labels: Sequence[str]) -> dict:
+    """Top-1/top-3 accuracy, macro-F1 over the labels that occur, expected calibration error (15 bins).
+
+    ``gold`` holds the label index of each case, None for a label the model does not know (counted wrong).
+    """
+    import torch
+
+    n = len(gold)
+    if n == 0:
+        raise ValidationError("no labelled case to evaluate")
+    top = torch.topk(probabilities, min(3, probabilities.size(1)), dim=1).indices.tolist()
+    confidence = probabilities.max(dim=1).values.tolist()
+    top1 = [row[0] == g for row, g in zip(top, gold, strict=True)]
+    top3 = [g in row for row, g in zip(top, gold, strict=True)]
+    tp: Counter = Counter()
+    fp: Counter = Counter()
+    fn: Counter = Counter()
+    for row, g in zip(top, gold, strict=True):
+        if row[0] == g:
+            tp[g] += 1
+        else:
+            fp[row[0]] += 1
+            fn[g] += 1
+    classes = {g for g in gold} | set(fp)
+    f1s = []
+    for c in classes:
+        denominator = 2 * tp[c] + fp[c] + fn[c]
+        f1s.append(2 * tp[c] / denominator if denominator else 0.0)
+    ece = 0.0
+    for b in range(ECE_BINS):
+        low, high = b / ECE_BINS, (b + 1) / ECE_BINS
+        members = [i for i, c in enumerate(confidence) if (low < c <= high) or (b == 0 and c == 0)]
+        if members:
+            accuracy = sum(top1[i] for i in members) / len(members)
+            mean_confidence = sum(confidence[i] for i in members) / len(members)
+            ece += len(members) / n * abs(accuracy - mean_confidence)
+    return {"cases": n, "top1": round(sum(top1) / n, 4), "top3": round(sum(top3) / n, 4),
+            "macro_f1": round(sum(f1s) / len(f1s), 4), "ece": round(ece, 4),
+            "unknown_labels": sum(g is None for g in gold)}
+
+
+# ---- training --------------------------------------------------------------------------------------
+
+def _split(cases: list[Case], fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
+    """Hold out ``fraction`` of each label's cases (at least one case of a label with three or more)."""
+    by_label: dict[str | None, list[Case]] = defaultdict(list)
+    for case in cases:
+        by_label[case.label].append(case)
+    rng = random.Random(seed)
+    kept, held = [], []
+    for label in sorted(by_label, key=str):
+        group = by_label[label][:]
+        rng.shuffle(group)
+        count = int(round(len(group) * fraction)) if len(group) >= 3 else 0
+        if fraction > 0 and len(group) >= 3:
+            count = max(1, count)
+        held += group[:count]
+        kept += group[count:]
+    return kept, held
+
+
+def _write_heldout(cases: Sequence[Case], source: Path, dataset: str, out: Path) -> Path:
+    """Write the held-out cases in their own format: the same rows of the source file (and, for DDXPlus, the
+    JSON files beside it), so ``kgmm eval diagnosis`` reads them like any other file."""
+    import shutil
+
+    folder = out / "heldout"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    lines = source.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    keep = {case.line for case in cases}
+    if dataset == "jsonl":
+        body = [line for number, line in enumerate(lines, start=1) if number in keep]
+    else:
+        import csv
+        import io
+
+        rows = list(csv.reader(io.StringIO("".join(lines))))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(rows[0])
+        for number, row in enumerate(rows[1:], start=2):
+            if number in keep:
+                writer.writerow(row)
+        body = [buffer.getvalue()]
+    target.write_text("".join(body), encoding="utf-8")
+    if dataset == "ddxplus":
+        for name in ("release_evidences.json", "release_conditions.json"):
+            if (source.parent / name).is_file():
+                shutil.copyfile(source.parent / name, folder / name)
+    return target
+
+
+def train_diagnosis(
+    path: str | Path,
+    dataset: str,
+    out: str | Path,
+    *,
+    knowledge: str | Path | None = None,
+    holdout: float = 0.2,
+    fusion: str = "early-concat",
+    use_graph: bool = True,
+    use_text: bool | None = None,
+    epochs: int = 200,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 64,
+    hidden_channels: int = 128,
+    dropout: float = 0.2,
+    calibration: float = 0.15,
+    domain: str | None = None,
+    seed: int = 0,
+    per_class: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train a diagnosis model on the cases of ``path`` and write it to ``out``.
+
+    Args:
+        path: the cases file; dataset: its format (``ddxplus``, ``symptom2disease``, ``jsonl``).
+        knowledge: a knowledge file (DDXPlus ``release_conditions.json`` or ``knowledge.json``); default for
+            ``ddxplus``: the conditions file beside ``path``; otherwise the graph is built from the cases.
+        holdout: share of each label's cases written to ``out/heldout/`` and never trained on.
+        fusion: the fusion strategy over the modalities. use_graph: False trains the model without the graph.
+        use_text: encode the text with MiniLM (default: when the cases have text).
+        calibration: share of the training cases kept back for early stopping and the temperature.
+        per_class: train on at most this many cases of each label (learning curves).
+
+    Returns:
+        a summary (sizes, epochs, validation accuracy, temperature, seconds).
+    """
+    import torch
+
+    started = time.perf_counter()
+    path, out = Path(path), Path(out)
+    torch.manual_seed(seed)
+    cases = read_cases(path, dataset)
+    labelled = [case for case in cases if case.label]
+    if len(labelled) < 2 or len({case.label for case in labelled}) < 2:
+        raise ValidationError(f"{path}: needs labelled cases of at least two labels to train, found "
+                              f"{len(labelled)} case(s) of {len({c.label for c in labelled})} label(s)")
+    train, held = _split(labelled, holdout, seed)
+    if per_class is not None:
+        by_label: dict[str, list[Case]] = defaultdict(list)
+        for case in train:
+            by_label[case.label].append(case)
+        train = [case for label in sorted(by_label) for case in by_label[label][:per_class]]
+    out.mkdir(parents=True, exist_ok=True)
+    heldout_path = _write_heldout(held, path, dataset, out) if held else None
+    domain = domain or DEFAULT_DOMAIN.get(dataset, "medical")
+
+    if knowledge is None and dataset == "ddxplus":
+        knowledge = path.parent / "release_conditions.json"
+    graph_source = "knowledge" if knowledge is not None else "cases"
+    names: dict[str, str] = {}
+    reader = FindingReader(domain) if any(case.text.strip() for case in train) else None
+    if reader is not None:
+        train = read_case_text(train, reader, names)
+    known = load_knowledge(knowledge) if knowledge is not None else case_knowledge(train)
+    labels = sorted({case.label for case in train} | set(known.edges))
+    for label in labels:
+        known.edges.setdefault(label, {})
+    findings = sorted({f for case in train for f in (*case.present, *case.absent)}
+                      | {f for edges in known.edges.values() for f in edges})
+    relations = sorted({r for edges in known.edges.values() for r in edges.values()}) or [CASE_RELATION]
+    has_text = any(case.text.strip() for case in train)
+    use_text = has_text if use_text is None else use_text
+    attributes = [name for name in ("age", "sex") if any(name in case.attributes for case in train)]
+    modalities = {"findings": len(findings) + 2 * len(attributes)}
+    text_encoder = None
+    if use_text:
+        from kgmm.nn.text import TextEncoder
+
+        text_encoder = TextEncoder()
+        modalities["text"] = text_encoder.dim
+    if any(case.image for case in train):
+        from kgmm.nn.vision import vision_encoder
+
+        modalities["image"] = int(vision_encoder().dim)
+    config = {"kind": KIND, "format_version": FORMAT_VERSION, "dataset": dataset, "domain": domain,
+              "labels": labels, "findings": findings, "relations": relations, "modalities": modalities,
+              "attributes": attributes, "fusion": fusion, "use_graph": use_graph, "graph_source": graph_source,
+              "hidden_channels": hidden_channels, "dropout": dropout, "knowledge_only": False,
+              "finding_names": names, "seed": seed, "trained_on": str(path)}
+    model = DiagnosisModel(config, known)
+    model._reader, model._text = reader, text_encoder
+
+    fit, val = _split(train, calibration, seed + 1)
+    if not val:
+        fit, val = train, train
+    batches = {name: model.featurize(group) for name, group in (("fit", fit), ("val", val))}
+    gold = {name: torch.tensor([model.label_index[case.label] for case in group])
+            for name, group in (("fit", fit), ("val", val))}
+    net = model.net
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    best, best_state, best_epoch, waited = -math.inf, None, 0, 0
+    patience = max(10, epochs // 10)
+    iterator = range(1, epochs + 1)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="training", unit="epoch")
+    generator = torch.Generator().manual_seed(seed)
+    data = batches["fit"]
+    for epoch in iterator:
+        net.train()
+        order = torch.randperm(len(fit), generator=generator)
+        for start in range(0, len(fit), batch_size):
+            index = order[start:start + batch_size]
+            logits = net({m: x[index] for m, x in data.features.items()}, data.present[index], data.absent[index],
+                         {m: x[index] for m, x in data.masks.items()})
+            loss = torch.nn.functional.cross_entropy(logits, gold["fit"][index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        net.eval()
+        val_logits = model.logits(batches["val"])
+        score = (val_logits.argmax(1) == gold["val"]).float().mean().item() - \
+            1e-3 * torch.nn.functional.cross_entropy(val_logits, gold["val"]).item()
+        if score > best:
+            best, best_epoch, waited = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    net.load_state_dict(best_state)
+    net.eval()
+    model.temperature = fit_temperature(model.logits(batches["val"]), gold["val"])
+    model.save(out)
+    val_probabilities = torch.softmax(model.logits(batches["val"]) / model.temperature, dim=1)
+    summary = {"out": str(out), "dataset": dataset, "cases": len(labelled), "train": len(train),
+               "heldout": len(held), "heldout_file": str(heldout_path) if heldout_path else None,
+               "labels": len(labels), "findings": len(findings), "graph_edges": int(net.graph.edges.size(1))
+               if net.graph is not None else 0, "graph_source": graph_source, "fusion": fusion,
+               "modalities": sorted(modalities), "best_epoch": best_epoch, "temperature": round(model.temperature, 3),
+               "validation": diagnosis_metrics(val_probabilities, gold["val"].tolist(), labels),
+               "seconds": round(time.perf_counter() - started, 1)}
+    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
+
+
+def fit_temperature(logits, gold) -> float:
+    """The temperature minimising the negative log-likelihood of ``gold`` (clamped to [0.05, 20])."""
+    import torch
+
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), gold)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+# ---- evaluation ------------------------------------------------------------------------------------
+
+def open_diagnosis_model(model_dir: str | Path | None, knowledge: str | Path | None = None,
+                         domain: str = "medical") -> DiagnosisModel:
+    """A trained model from ``model_dir``, or the knowledge-only model of ``knowledge``.
+
+    Raises:
+        ValidationError: when neither is given (the message says how to get one).
+    """
+    if model_dir is not None:
+        return DiagnosisModel.load(model_dir)
+    if knowledge is not None:
+        return DiagnosisModel.from_knowledge(load_knowledge(knowledge), domain=domain)
+    raise ValidationError(f"no diagnosis model given: pass --model DIR ({TRAIN_HINT})")
+
+
+def evaluate_diagnosis(model: DiagnosisModel, path: str | Path, dataset: str) -> dict:
+    """Metrics of ``model`` on the labelled cases of ``path`` (see :func:`diagnosis_metrics`)."""
+    cases = [case for case in read_cases(path, dataset) if case.label]
+    if not cases:
+        raise ValidationError(f"{path}: no labelled case to evaluate")
+    started = time.perf_counter()
+    probabilities = model.predict_proba(cases)
+    gold = [model.label_index.get(case.label) for case in cases]
+    metrics = diagnosis_metrics(probabilities, gold, model.labels)
+    metrics.update({"dataset": dataset, "path": str(path), "model": model.config.get("path", "knowledge-only"),
+                    "seconds": round(time.perf_counter() - started, 2)})
+    return metrics
+
+
+def bench_diagnose(model: DiagnosisModel, cases: Sequence[Case], *, count: int = 200) -> dict:
+    """Warm ``diagnose`` latency (ms) per case: p50/p95/p99 over up to ``count`` cases."""
+    if not cases:
+        raise ValidationError("no case to time")
+    model.diagnose(cases[0])
+    times = []
+    for case in list(cases)[:count]:
+        started = time.perf_counter()
+        model.diagnose(case)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+
+    def at(q: float) -> float:
+        return round(times[min(len(times) - 1, int(q * len(times)))], 2)
+
+    return {"cases": len(times), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99)}
+
+
+__all__ = ["DiagnosisModel", "FindingReader", "bench_diagnose", "case_knowledge", "diagnosis_metrics",
+           "evaluate_diagnosis", "fit_temperature", "load_knowledge", "open_diagnosis_model", "train_diagnosis"]
