@@ -11,7 +11,7 @@ from kgmm.cli.output import JsonOption, console, emit, render_metrics
 from kgmm.cli.qa import FUSIONS
 
 MODEL_ENV = "KGMM_DIAGNOSIS_MODEL"
-DATASETS = ("ddxplus", "symptom2disease", "jsonl")  # kgmm.sources.cases.DATASETS, without importing it
+DATASETS = ("ddxplus", "symptom2disease", "fashion", "jsonl")  # kgmm.sources.cases.DATASETS, without importing it
 DatasetOption = typer.Option(..., "--dataset", "-d", help=f"Case format: {', '.join(DATASETS)}.")
 KnowledgeOption = typer.Option(None, "--knowledge", help="Label -> finding graph: DDXPlus release_conditions.json "
                                "or a knowledge.json; without --model, rank from it alone (knowledge-only).")
@@ -82,6 +82,10 @@ def train_diagnosis(
     fusion: str = typer.Option("early-concat", "--fusion", help=f"Fusion of the modalities: {', '.join(FUSIONS)}."),
     no_graph: bool = typer.Option(False, "--no-graph", help="Train without the graph evidence (ablation)."),
     per_class: int | None = typer.Option(None, "--per-class", help="Train on at most this many cases per label."),
+    target: str | None = typer.Option(None, "--target", help="fashion: the column to predict (articleType, usage, "
+                                      "season, ...; default articleType)."),
+    catalogue_per_type: int = typer.Option(60, "--catalogue-per-type", help="fashion: title-only rows per label "
+                                           "from catalogue.csv beside --path added to training (0: none)."),
     epochs: int = typer.Option(200, "--epochs"),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
@@ -91,7 +95,8 @@ def train_diagnosis(
     from kgmm.tasks.diagnosis import train_diagnosis as run
 
     result = run(path, dataset, out, knowledge=knowledge, holdout=holdout, fusion=fusion, use_graph=not no_graph,
-                 per_class=per_class, epochs=epochs, seed=seed, progress=not quiet and not as_json)
+                 per_class=per_class, target=target, catalogue_per_type=catalogue_per_type, epochs=epochs, seed=seed,
+                 progress=not quiet and not as_json)
     emit({"title": f"trained diagnosis model -> {out}", **result}, as_json, render_metrics)
 
 
@@ -122,7 +127,8 @@ def bench_diagnose(
     from kgmm.sources.cases import read_cases
     from kgmm.tasks.diagnosis import bench_diagnose as run
 
-    result = run(_model(model, knowledge, "medical"), read_cases(path, dataset), count=count)
+    chosen = _model(model, knowledge, "medical")
+    result = run(chosen, read_cases(path, dataset, target=chosen.config.get("target")), count=count)
     emit({"title": f"diagnose latency ({model or knowledge})", **result}, as_json, render_metrics)
 
 

@@ -11,6 +11,10 @@ an optional image, a few attributes (age, sex), and its label when known. Reader
   question's default ("no travel"); the value itself is kept as a finding of its own (``DDXPLUS:E_204=V_10``).
 - ``symptom2disease``: a CSV of free-text complaints with a label column (``label``, ``diagnosis``, ...) and
   a ``text`` column. Findings are read from the text later, by the medical lexicon (negation aware).
+- ``fashion``: a fashion products CSV (``productDisplayName``, ``image`` relative to the file, and the
+  catalogue columns); the label is the ``target`` column (``articleType`` by default, or ``usage``, ...), the
+  text the product's title, the image its photo. :func:`read_catalogue_cases` reads ``catalogue.csv`` rows
+  (no photo) the same way, as extra text-only training cases.
 - ``jsonl``: one JSON object a line, ``{"id", "label", "text", "findings": [...], "absent": [...],
   "image": path, "attributes": {...}}`` (all optional but one of text, findings or image), for any domain.
 
@@ -30,7 +34,8 @@ from pathlib import Path
 
 from kgmm.errors import SourceError
 
-DATASETS = ("ddxplus", "symptom2disease", "jsonl")
+DATASETS = ("ddxplus", "symptom2disease", "fashion", "jsonl")
+FASHION_TARGETS = ("articleType", "subCategory", "masterCategory", "usage", "season", "gender", "baseColour")
 DDXPLUS_PREFIX = "DDXPLUS:"
 MAX_TEXT_CHARS = 5_000
 _LABEL_COLUMNS = ("label", "pathology", "diagnosis", "diganosis", "disease", "class", "category")
@@ -95,8 +100,9 @@ class LabelKnowledge:
                    str(raw.get("source", "")))
 
 
-def read_cases(path: str | Path, dataset: str) -> list[Case]:
-    """Read the cases of ``path`` in the format of ``dataset`` (one of ``DATASETS``).
+def read_cases(path: str | Path, dataset: str, *, target: str | None = None) -> list[Case]:
+    """Read the cases of ``path`` in the format of ``dataset`` (one of ``DATASETS``); ``target`` is the label
+    column of a ``fashion`` file (default ``articleType``).
 
     Raises:
         SourceError: when the file is missing, unreadable, malformed or holds no case; the message names the
@@ -109,8 +115,10 @@ def read_cases(path: str | Path, dataset: str) -> list[Case]:
         raise SourceError(f"is a directory, expected a {dataset} cases file", path=str(path))
     if not path.is_file():
         raise SourceError(f"no such {dataset} cases file; check the path", path=str(path))
-    reader = {"ddxplus": _read_ddxplus, "symptom2disease": _read_text_csv, "jsonl": _read_jsonl}[dataset]
-    cases = list(reader(path))
+    if dataset == "fashion":
+        cases = list(_read_fashion(path, target or "articleType", images=True))
+    else:
+        cases = list({"ddxplus": _read_ddxplus, "symptom2disease": _read_text_csv, "jsonl": _read_jsonl}[dataset](path))
     if not cases:
         raise SourceError(f"holds no {dataset} case", path=str(path))
     return cases
@@ -255,6 +263,41 @@ def _read_text_csv(path: Path) -> Iterator[Case]:
         yield Case(f"{path.stem}:{identifier}:{number}", row[label_at].strip() or None, text=text, line=number)
 
 
+# ---- fashion ---------------------------------------------------------------------------------------
+
+def _read_fashion(path: Path, target: str, *, images: bool) -> Iterator[Case]:
+    rows = list(csv.DictReader(_read_text(path, "a fashion products CSV").splitlines()))
+    if not rows:
+        raise SourceError("holds no product row (expected a header with productDisplayName, image and the "
+                          "catalogue columns)", path=str(path))
+    header = set(rows[0])
+    for column in ("productDisplayName", target, *(("image",) if images else ())):
+        if column not in header:
+            hint = f"; --target is one of {', '.join(FASHION_TARGETS)}" if column == target else ""
+            raise SourceError(f"has no {column!r} column{hint}", path=str(path))
+    for number, row in enumerate(rows, start=2):
+        title = " ".join((row.get("productDisplayName") or "").split())[:MAX_TEXT_CHARS]
+        label = " ".join((row.get(target) or "").split())
+        if not title:
+            raise SourceError("product without a productDisplayName; fill it in or drop the row", path=str(path),
+                              line=number)
+        image = None
+        if images:
+            reference = (row.get("image") or "").strip()
+            if not reference:
+                raise SourceError("product without an image path; fill it in or drop the row", path=str(path),
+                                  line=number)
+            image = str(Path(reference) if Path(reference).is_absolute() else path.parent / reference)
+        identifier = (row.get("id") or "").strip() or str(number)
+        yield Case(f"fashion:{identifier}", label if label and label.upper() != "NA" else None, text=title,
+                   image=image, attributes={"product_id": identifier}, line=number)
+
+
+def read_catalogue_cases(path: str | Path, target: str = "articleType") -> list[Case]:
+    """The rows of a fashion ``catalogue.csv`` as text-only cases (title -> ``target``)."""
+    return list(_read_fashion(Path(path), target, images=False))
+
+
 # ---- JSONL -----------------------------------------------------------------------------------------
 
 def _read_jsonl(path: Path) -> Iterator[Case]:
@@ -306,5 +349,5 @@ def case_from_record(record: dict, *, path: Path | None = None, line: int = 0) -
                 bool(record.get("closed_world", False)), line)
 
 
-__all__ = ["DATASETS", "Case", "LabelKnowledge", "case_from_record", "ddxplus_id", "read_cases",
+__all__ = ["DATASETS", "FASHION_TARGETS", "Case", "read_catalogue_cases", "LabelKnowledge", "case_from_record", "ddxplus_id", "read_cases",
            "read_ddxplus_knowledge"]

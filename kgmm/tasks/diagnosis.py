@@ -37,7 +37,7 @@ KNOWLEDGE_FILE = "knowledge.json"
 TRAIN_HINT = ("train one with: kgmm train diagnosis --dataset ddxplus|symptom2disease|jsonl --path FILE --out DIR, "
               "or rank from a graph alone with --knowledge FILE")
 CASE_RELATION = "OBSERVED_IN_CASES"
-DEFAULT_DOMAIN = {"ddxplus": "medical", "symptom2disease": "medical", "jsonl": "medical"}
+DEFAULT_DOMAIN = {"ddxplus": "medical", "symptom2disease": "medical", "fashion": "retail", "jsonl": "medical"}
 ECE_BINS = 15
 
 
@@ -209,7 +209,8 @@ class DiagnosisModel:
                                 len(self.relations), fusion=config.get("fusion", "early-concat"),
                                 use_graph=config.get("use_graph", True),
                                 hidden_channels=int(config.get("hidden_channels", 128)),
-                                dropout=float(config.get("dropout", 0.2)))
+                                dropout=float(config.get("dropout", 0.2)),
+                                modality_dropout=float(config.get("modality_dropout", 0.0)))
         if state is not None:
             self.net.load_state_dict(state)
         self.net.eval()
@@ -508,7 +509,13 @@ def _write_heldout(cases: Sequence[Case], source: Path, dataset: str, out: Path)
     lines = source.read_text(encoding="utf-8-sig").splitlines(keepends=True)
     keep = {case.line for case in cases}
     if dataset == "jsonl":
-        body = [line for number, line in enumerate(lines, start=1) if number in keep]
+        body = []
+        for number, line in enumerate(lines, start=1):
+            if number in keep:
+                record = json.loads(line)
+                if isinstance(record.get("image"), str) and not Path(record["image"]).is_absolute():
+                    record["image"] = str((source.parent / record["image"]).resolve())
+                body.append(json.dumps(record) + "\n")
     else:
         import csv
         import io
@@ -517,8 +524,11 @@ def _write_heldout(cases: Sequence[Case], source: Path, dataset: str, out: Path)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(rows[0])
+        image_at = rows[0].index("image") if dataset == "fashion" and "image" in rows[0] else None
         for number, row in enumerate(rows[1:], start=2):
             if number in keep:
+                if image_at is not None and row[image_at] and not Path(row[image_at]).is_absolute():
+                    row = [*row[:image_at], str((source.parent / row[image_at]).resolve()), *row[image_at + 1:]]
                 writer.writerow(row)
         body = [buffer.getvalue()]
     target.write_text("".join(body), encoding="utf-8")
@@ -549,6 +559,10 @@ def train_diagnosis(
     domain: str | None = None,
     seed: int = 0,
     per_class: int | None = None,
+    target: str | None = None,
+    catalogue_per_type: int = 60,
+    modality_dropout: float = 0.25,
+    label_smoothing: float = 0.0,
     progress: bool = True,
 ) -> dict:
     """Train a diagnosis model on the cases of ``path`` and write it to ``out``.
@@ -562,6 +576,12 @@ def train_diagnosis(
         use_text: encode the text with MiniLM (default: when the cases have text).
         calibration: share of the training cases kept back for early stopping and the temperature.
         per_class: train on at most this many cases of each label (learning curves).
+        target: the label column of a ``fashion`` file (default ``articleType``).
+        catalogue_per_type: for ``fashion``, up to this many rows per label of ``catalogue.csv`` beside ``path``
+            join the training cases as title-only cases (never a product of ``path``; 0: none).
+        modality_dropout: while training, drop each modality of a case with this probability (when some cases
+            lack a modality), so the model copes with a case that lacks one.
+        label_smoothing: of the training loss (keeps the model from growing overconfident on easy cases).
 
     Returns:
         a summary (sizes, epochs, validation accuracy, temperature, seconds).
@@ -571,7 +591,8 @@ def train_diagnosis(
     started = time.perf_counter()
     path, out = Path(path), Path(out)
     torch.manual_seed(seed)
-    cases = read_cases(path, dataset)
+    target = target or ("articleType" if dataset == "fashion" else None)
+    cases = read_cases(path, dataset, target=target)
     labelled = [case for case in cases if case.label]
     if len(labelled) < 2 or len({case.label for case in labelled}) < 2:
         raise ValidationError(f"{path}: needs labelled cases of at least two labels to train, found "
@@ -585,6 +606,7 @@ def train_diagnosis(
     out.mkdir(parents=True, exist_ok=True)
     heldout_path = _write_heldout(held, path, dataset, out) if held else None
     domain = domain or DEFAULT_DOMAIN.get(dataset, "medical")
+    extra = _catalogue_cases(path, cases, train, target, catalogue_per_type, seed) if dataset == "fashion" else []
 
     if knowledge is None and dataset == "ddxplus":
         knowledge = path.parent / "release_conditions.json"
@@ -593,11 +615,12 @@ def train_diagnosis(
     reader = FindingReader(domain) if any(case.text.strip() for case in train) else None
     if reader is not None:
         train = read_case_text(train, reader, names)
-    known = load_knowledge(knowledge) if knowledge is not None else case_knowledge(train)
+        extra = read_case_text(extra, reader, names)
+    known = load_knowledge(knowledge) if knowledge is not None else case_knowledge([*train, *extra])
     labels = sorted({case.label for case in train} | set(known.edges))
     for label in labels:
         known.edges.setdefault(label, {})
-    findings = sorted({f for case in train for f in (*case.present, *case.absent)}
+    findings = sorted({f for case in [*train, *extra] for f in (*case.present, *case.absent)}
                       | {f for edges in known.edges.values() for f in edges})
     relations = sorted({r for edges in known.edges.values() for r in edges.values()}) or [CASE_RELATION]
     has_text = any(case.text.strip() for case in train)
@@ -617,7 +640,8 @@ def train_diagnosis(
     config = {"kind": KIND, "format_version": FORMAT_VERSION, "dataset": dataset, "domain": domain,
               "labels": labels, "findings": findings, "relations": relations, "modalities": modalities,
               "attributes": attributes, "fusion": fusion, "use_graph": use_graph, "graph_source": graph_source,
-              "hidden_channels": hidden_channels, "dropout": dropout, "knowledge_only": False,
+              "hidden_channels": hidden_channels, "dropout": dropout, "knowledge_only": False, "target": target,
+              "modality_dropout": modality_dropout if _some_lack_a_modality([*train, *extra], modalities) else 0.0,
               "finding_names": names, "seed": seed, "trained_on": str(path)}
     model = DiagnosisModel(config, known)
     model._reader, model._text = reader, text_encoder
@@ -625,6 +649,7 @@ def train_diagnosis(
     fit, val = _split(train, calibration, seed + 1)
     if not val:
         fit, val = train, train
+    fit = fit + extra
     batches = {name: model.featurize(group) for name, group in (("fit", fit), ("val", val))}
     gold = {name: torch.tensor([model.label_index[case.label] for case in group])
             for name, group in (("fit", fit), ("val", val))}
@@ -646,7 +671,7 @@ def train_diagnosis(
             index = order[start:start + batch_size]
             logits = net({m: x[index] for m, x in data.features.items()}, data.present[index], data.absent[index],
                          {m: x[index] for m, x in data.masks.items()})
-            loss = torch.nn.functional.cross_entropy(logits, gold["fit"][index])
+            loss = torch.nn.functional.cross_entropy(logits, gold["fit"][index], label_smoothing=label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -667,6 +692,7 @@ def train_diagnosis(
     model.save(out)
     val_probabilities = torch.softmax(model.logits(batches["val"]) / model.temperature, dim=1)
     summary = {"out": str(out), "dataset": dataset, "cases": len(labelled), "train": len(train),
+               "catalogue_cases": len(extra),
                "heldout": len(held), "heldout_file": str(heldout_path) if heldout_path else None,
                "labels": len(labels), "findings": len(findings), "graph_edges": int(net.graph.edges.size(1))
                if net.graph is not None else 0, "graph_source": graph_source, "fusion": fusion,
@@ -677,8 +703,41 @@ def train_diagnosis(
     return summary
 
 
-def fit_temperature(logits, gold) -> float:
-    """The temperature minimising the negative log-likelihood of ``gold`` (clamped to [0.05, 20])."""
+def _some_lack_a_modality(cases: Sequence[Case], modalities: dict) -> bool:
+    """Whether some training case lacks a modality others have (then modality dropout teaches the model to
+    cope; with every modality always there, it would only blur the model)."""
+    lacks_text = "text" in modalities and any(not case.text.strip() for case in cases)
+    lacks_image = "image" in modalities and any(case.image is None for case in cases)
+    return lacks_text or lacks_image
+
+
+def _catalogue_cases(path: Path, cases: Sequence[Case], train: Sequence[Case], target: str, per_label: int,
+                     seed: int) -> list[Case]:
+    """Up to ``per_label`` title-only rows per training label from ``catalogue.csv`` beside ``path``, never a
+    product that ``path`` holds (held out or not)."""
+    from kgmm.sources.cases import read_catalogue_cases
+
+    catalogue = path.parent / "catalogue.csv"
+    if per_label <= 0 or not catalogue.is_file():
+        return []
+    own = {case.attributes.get("product_id") for case in cases}
+    labels = {case.label for case in train}
+    by_label: dict[str, list[Case]] = defaultdict(list)
+    for case in read_catalogue_cases(catalogue, target):
+        if case.label in labels and case.attributes.get("product_id") not in own:
+            by_label[case.label].append(case)
+    rng = random.Random(seed)
+    chosen = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        chosen += rng.sample(group, min(per_label, len(group)))
+    return chosen
+
+
+def fit_temperature(logits, gold, *, prior_sigma: float = 0.5) -> float:
+    """The MAP temperature for ``gold``: summed negative log-likelihood plus a log-normal prior centred on 1
+    (``log T ~ N(0, prior_sigma)``), so a few validation cases that the model gets all right cannot drive it
+    to zero (and make every later mistake a confident one). Clamped to [0.05, 20]."""
     import torch
 
     log_t = torch.zeros(1, requires_grad=True)
@@ -686,7 +745,8 @@ def fit_temperature(logits, gold) -> float:
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), gold)
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), gold, reduction="sum")
+        loss = loss + log_t.pow(2).sum() / (2 * prior_sigma ** 2)
         loss.backward()
         return loss
 
@@ -712,7 +772,7 @@ def open_diagnosis_model(model_dir: str | Path | None, knowledge: str | Path | N
 
 def evaluate_diagnosis(model: DiagnosisModel, path: str | Path, dataset: str) -> dict:
     """Metrics of ``model`` on the labelled cases of ``path`` (see :func:`diagnosis_metrics`)."""
-    cases = [case for case in read_cases(path, dataset) if case.label]
+    cases = [case for case in read_cases(path, dataset, target=model.config.get("target")) if case.label]
     if not cases:
         raise ValidationError(f"{path}: no labelled case to evaluate")
     started = time.perf_counter()

@@ -267,7 +267,7 @@ def test_cli_train_eval_diagnose(world, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_shared_ddxplus_and_symptom2disease(shared_data, tmp_path):
+def test_shared_ddxplus_symptom2disease_and_fashion(shared_data, tmp_path):
     from kgmm.tasks.diagnosis import DiagnosisModel, evaluate_diagnosis, open_diagnosis_model, train_diagnosis
 
     ddx = shared_data / "ddxplus" / "patients_train.csv"
@@ -280,3 +280,58 @@ def test_shared_ddxplus_and_symptom2disease(shared_data, tmp_path):
     summary = train_diagnosis(s2d, "symptom2disease", tmp_path / "s2d", progress=False)
     metrics = evaluate_diagnosis(DiagnosisModel.load(tmp_path / "s2d"), summary["heldout_file"], "symptom2disease")
     assert metrics["top1"] >= 0.9
+    products = shared_data / "fashion" / "products_train.csv"
+    summary = train_diagnosis(products, "fashion", tmp_path / "fashion", progress=False)
+    metrics = evaluate_diagnosis(DiagnosisModel.load(tmp_path / "fashion"), summary["heldout_file"], "fashion")
+    assert metrics["top1"] >= 0.85
+
+
+def write_fashion(folder: Path) -> Path:
+    """Photos (coloured squares) and titles of four article types, plus a catalogue with other products."""
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    kinds = {"Tshirts": (200, 30, 30), "Jeans": (30, 30, 200), "Watches": (30, 160, 30), "Caps": (220, 200, 20)}
+    brands = ["Acme", "Bolt", "Crest", "Dune", "Echo", "Fjord"]
+    header = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName,image\n"
+    rows, catalogue = [], []
+    for k, (kind, rgb) in enumerate(kinds.items()):
+        for i, brand in enumerate(brands):
+            product = 100 * (k + 1) + i
+            image = Image.new("RGB", (64, 64), (128, 128, 128))
+            image.paste(tuple(max(0, c - 8 * i) for c in rgb), (8, 8, 56, 56))
+            image.save(folder / "images" / f"{product}.png")
+            usage = "Sports" if kind == "Caps" else "Casual"
+            rows.append(f"{product},Men,Apparel,Topwear,{kind},Red,Summer,2012,{usage},{brand} Men {kind},"
+                        f"images/{product}.png\n")
+            catalogue.append(f"{product + 5000},Women,Apparel,Topwear,{kind},Blue,Fall,2011,{usage},"
+                             f"{brand} Women Blue {kind}\n")
+        catalogue.append(f"{100 * (k + 1)},Men,Apparel,Topwear,{kind},Red,Summer,2012,Casual,own product\n")
+    (folder / "products_train.csv").write_text(header + "".join(rows), encoding="utf-8")
+    (folder / "catalogue.csv").write_text(header.replace(",image", "") + "".join(catalogue), encoding="utf-8")
+    return folder / "products_train.csv"
+
+
+def test_fashion_products_from_photo_and_title_with_catalogue_rows(tmp_path, monkeypatch, retail_extractor):
+    from kgmm.tasks import diagnosis
+    from kgmm.tasks.diagnosis import DiagnosisModel, evaluate_diagnosis, train_diagnosis
+
+    monkeypatch.setattr(diagnosis, "_extractor", lambda domain: retail_extractor)
+    monkeypatch.setenv("KGMM_CACHE_DIR", str(tmp_path / "cache"))
+    products = write_fashion(tmp_path / "fashion")
+    cases = read_cases(products, "fashion")
+    assert cases[0].label == "Tshirts" and cases[0].text == "Acme Men Tshirts" and Path(cases[0].image).is_file()
+    assert read_cases(products, "fashion", target="usage")[-1].label == "Sports"
+    summary = train_diagnosis(products, "fashion", tmp_path / "model", holdout=0.34, epochs=40, progress=False)
+    # Every catalogue row but the one that is a product of the photo file (same id) joins training.
+    assert summary["catalogue_cases"] == 24 and summary["modalities"] == ["findings", "image", "text"]
+    heldout = Path(summary["heldout_file"])
+    assert all(Path(case.image).is_absolute() and Path(case.image).is_file() for case in read_cases(heldout, "fashion"))
+    model = DiagnosisModel.load(tmp_path / "model")
+    assert model.config["modality_dropout"] > 0  # catalogue rows have no photo
+    metrics = evaluate_diagnosis(model, heldout, "fashion")
+    assert metrics["cases"] == 8 and metrics["top1"] >= 0.75
+    photo_only = model.diagnose(Case("p", None, image=str(tmp_path / "fashion" / "images" / "402.png")), top_k=1)
+    assert photo_only["diagnoses"][0]["label"] == "Caps"
+    with pytest.raises(SourceError, match="no 'style' column; --target is one of"):
+        read_cases(products, "fashion", target="style")
