@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from kgmm.cli import align, bench, demo, diagnosis, graph, kge, photo_qa, qa, training
+from kgmm.cli import align, bench, demo, diagnosis, domain, graph, kge, photo_qa, qa, training
 
 app = typer.Typer(
     name="kgmm",
@@ -31,6 +31,7 @@ qa.register(app, training.train_app, training.eval_app, bench.bench_app)
 photo_qa.register(bench.bench_app)
 diagnosis.register(app, training.train_app, training.eval_app, bench.bench_app)
 app.add_typer(predict_app, name="predict")
+app.add_typer(domain.domain_app, name="domain")
 
 
 def main() -> None:

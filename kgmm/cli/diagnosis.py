@@ -86,6 +86,10 @@ def train_diagnosis(
                                       "season, ...; default articleType)."),
     catalogue_per_type: int = typer.Option(60, "--catalogue-per-type", help="fashion: title-only rows per label "
                                            "from catalogue.csv beside --path added to training (0: none)."),
+    init_from: Path | None = typer.Option(None, "--init-from", help="Start from a diagnosis model of this or another "
+                                          "domain (its encoder projections and fusion layers): few-label adaptation."),
+    domain: str | None = typer.Option(None, "--domain", help="Domain pack that reads the text (medical, retail, "
+                                      "general or a pack folder; default by --dataset)."),
     epochs: int = typer.Option(200, "--epochs"),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
@@ -95,8 +99,8 @@ def train_diagnosis(
     from kgmm.tasks.diagnosis import train_diagnosis as run
 
     result = run(path, dataset, out, knowledge=knowledge, holdout=holdout, fusion=fusion, use_graph=not no_graph,
-                 per_class=per_class, target=target, catalogue_per_type=catalogue_per_type, epochs=epochs, seed=seed,
-                 progress=not quiet and not as_json)
+                 per_class=per_class, target=target, catalogue_per_type=catalogue_per_type, init_from=init_from,
+                 domain=domain, epochs=epochs, seed=seed, progress=not quiet and not as_json)
     emit({"title": f"trained diagnosis model -> {out}", **result}, as_json, render_metrics)
 
 

@@ -572,6 +572,18 @@ def medical_seed_lexicon() -> Iterator[LexiconEntry]:
             yield entry
 
 
+def file_lexicon(path: Path, domain: str) -> Iterator[LexiconEntry]:
+    """A domain pack's own lexicon file (the seed lexicon's TSV format: type, name, synonyms, class); ids are
+    ``<domain>:<type>:<name>``. Curated by its author, so only the basic filters apply."""
+    if not path.is_file():
+        raise DomainError(f"{path}: no such lexicon file; the pack's pack.json lists it under lexicons")
+    surfaces = _Surfaces(common_words=frozenset())
+    for row in read_seed_lexicon(path):
+        entry = surfaces.entry(entity_id(domain, row["type"], row["name"]), row["name"], row["type"], row["synonyms"])
+        if entry is not None:
+            yield entry
+
+
 def read_seed_lexicon(path: Path = SEED_LEXICON) -> list[dict]:
     """Return the rows of the seed lexicon TSV: type, name, synonyms (list), classes (list)."""
     try:

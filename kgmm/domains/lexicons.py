@@ -44,8 +44,16 @@ def register_lexicon(name: str) -> Callable[[LexiconBuilder], LexiconBuilder]:
     return decorator
 
 
-def build_lexicon(name: str) -> list[LexiconEntry]:
-    """Return the entries of the registered lexicon ``name``."""
+def build_lexicon(name: str, pack=None) -> list[LexiconEntry]:
+    """Return the entries of the registered lexicon ``name``, or of the lexicon file ``name`` (a ``.tsv`` in the
+    folder of ``pack``, a :class:`kgmm.domains.DomainPack`: columns type, name, synonyms; see
+    ``kgmm domain init``)."""
+    if name.endswith(".tsv"):
+        if pack is None:
+            raise DomainError(f"lexicon file {name!r} needs its pack's folder")
+        from kgmm.domains.builders import file_lexicon
+
+        return list(file_lexicon(pack.path / name, pack.name))
     _load_builtin_builders()
     if name not in _BUILDERS:
         raise DomainError(f"no lexicon {name!r}; available: {', '.join(sorted(_BUILDERS))}")

@@ -51,7 +51,7 @@ def load_lexicon_index(pack: DomainPack) -> LexiconIndex:
             return _from_json(json.loads(cached.read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache is rebuilt below
-    index = merge_lexicons([build_lexicon(name) for name in pack.lexicons], type_order=pack.entity_types)
+    index = merge_lexicons([build_lexicon(name, pack) for name in pack.lexicons], type_order=pack.entity_types)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     tmp.write_text(json.dumps(_to_json(index)), encoding="utf-8")

@@ -38,6 +38,7 @@ DATASETS = ("ddxplus", "symptom2disease", "fashion", "jsonl")
 FASHION_TARGETS = ("articleType", "subCategory", "masterCategory", "usage", "season", "gender", "baseColour")
 DDXPLUS_PREFIX = "DDXPLUS:"
 MAX_TEXT_CHARS = 5_000
+KNOWLEDGE_FILE = "knowledge.json"
 _LABEL_COLUMNS = ("label", "pathology", "diagnosis", "diganosis", "disease", "class", "category")
 _TEXT_COLUMNS = ("text", "complaint", "description", "note")
 
@@ -244,6 +245,35 @@ def read_ddxplus_knowledge(conditions_path: str | Path) -> LabelKnowledge:
     return knowledge
 
 
+def load_knowledge(path: str | Path) -> LabelKnowledge:
+    """Read label -> finding knowledge: DDXPlus ``release_conditions.json`` or kgmm's ``knowledge.json``.
+
+    Raises:
+        SourceError: when the file is missing or in neither format.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / KNOWLEDGE_FILE).is_file():
+        path = path / KNOWLEDGE_FILE
+    if not path.is_file():
+        raise SourceError("no such knowledge file; give DDXPlus release_conditions.json or a knowledge.json "
+                          "({\"edges\": {label: {finding id: relation}}})", path=str(path))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"cannot read the knowledge file ({e}); it must be JSON", path=str(path)) from e
+    if isinstance(raw, dict) and isinstance(raw.get("edges"), dict):
+        knowledge = LabelKnowledge.from_json(raw)
+    elif isinstance(raw, dict) and raw and all(isinstance(v, dict) and ("symptoms" in v or "antecedents" in v)
+                                               for v in raw.values()):
+        knowledge = read_ddxplus_knowledge(path)
+    else:
+        raise SourceError("neither a knowledge.json ({\"edges\": {label: {finding id: relation}}}) nor DDXPlus "
+                          "release_conditions.json", path=str(path))
+    if not knowledge.edges:
+        raise SourceError("holds no label", path=str(path))
+    return knowledge
+
+
 # ---- free-text CSV (Symptom2Disease) ---------------------------------------------------------------
 
 def _read_text_csv(path: Path) -> Iterator[Case]:
@@ -349,5 +379,5 @@ def case_from_record(record: dict, *, path: Path | None = None, line: int = 0) -
                 bool(record.get("closed_world", False)), line)
 
 
-__all__ = ["DATASETS", "FASHION_TARGETS", "Case", "read_catalogue_cases", "LabelKnowledge", "case_from_record", "ddxplus_id", "read_cases",
+__all__ = ["DATASETS", "FASHION_TARGETS", "KNOWLEDGE_FILE", "Case", "load_knowledge", "read_catalogue_cases", "LabelKnowledge", "case_from_record", "ddxplus_id", "read_cases",
            "read_ddxplus_knowledge"]

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kgmm.errors import SourceError, ValidationError
-from kgmm.sources.cases import Case, LabelKnowledge, read_cases, read_ddxplus_knowledge
+from kgmm.sources.cases import KNOWLEDGE_FILE, Case, LabelKnowledge, load_knowledge, read_cases
 from kgmm.tasks.checkpoint import CONFIG_FILE, read_model_config
 
 KIND = "kgmm-diagnosis-model"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
-KNOWLEDGE_FILE = "knowledge.json"
 TRAIN_HINT = ("train one with: kgmm train diagnosis --dataset ddxplus|symptom2disease|jsonl --path FILE --out DIR, "
               "or rank from a graph alone with --knowledge FILE")
 CASE_RELATION = "OBSERVED_IN_CASES"
@@ -42,35 +41,6 @@ ECE_BINS = 15
 
 
 # ---- knowledge -------------------------------------------------------------------------------------
-
-def load_knowledge(path: str | Path) -> LabelKnowledge:
-    """Read label -> finding knowledge: DDXPlus ``release_conditions.json`` or kgmm's ``knowledge.json``.
-
-    Raises:
-        SourceError: when the file is missing or in neither format.
-    """
-    path = Path(path)
-    if path.is_dir() and (path / KNOWLEDGE_FILE).is_file():
-        path = path / KNOWLEDGE_FILE
-    if not path.is_file():
-        raise SourceError("no such knowledge file; give DDXPlus release_conditions.json or a knowledge.json "
-                          "({\"edges\": {label: {finding id: relation}}})", path=str(path))
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(f"cannot read the knowledge file ({e}); it must be JSON", path=str(path)) from e
-    if isinstance(raw, dict) and isinstance(raw.get("edges"), dict):
-        knowledge = LabelKnowledge.from_json(raw)
-    elif isinstance(raw, dict) and raw and all(isinstance(v, dict) and ("symptoms" in v or "antecedents" in v)
-                                               for v in raw.values()):
-        knowledge = read_ddxplus_knowledge(path)
-    else:
-        raise SourceError("neither a knowledge.json ({\"edges\": {label: {finding id: relation}}}) nor DDXPlus "
-                          "release_conditions.json", path=str(path))
-    if not knowledge.edges:
-        raise SourceError("holds no label", path=str(path))
-    return knowledge
-
 
 def case_knowledge(cases: Sequence[Case], *, min_count: int = 2, min_share: float = 0.15,
                    min_lift: float = 3.0) -> LabelKnowledge:
@@ -563,6 +533,7 @@ def train_diagnosis(
     catalogue_per_type: int = 60,
     modality_dropout: float = 0.25,
     label_smoothing: float = 0.0,
+    init_from: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Train a diagnosis model on the cases of ``path`` and write it to ``out``.
@@ -581,7 +552,10 @@ def train_diagnosis(
             join the training cases as title-only cases (never a product of ``path``; 0: none).
         modality_dropout: while training, drop each modality of a case with this probability (when some cases
             lack a modality), so the model copes with a case that lacks one.
-        label_smoothing: of the training loss (keeps the model from growing overconfident on easy cases).
+        label_smoothing: of the training loss.
+        init_from: a diagnosis model (of this or another domain) whose parameters of the same name and shape
+            start this one (the text and image projections and the fusion layers; not the label-specific ones
+            when the labels differ): domain adaptation from few labels.
 
     Returns:
         a summary (sizes, epochs, validation accuracy, temperature, seconds).
@@ -646,6 +620,7 @@ def train_diagnosis(
     model = DiagnosisModel(config, known)
     model._reader, model._text = reader, text_encoder
 
+    transferred = _init_from(model, init_from) if init_from is not None else []
     fit, val = _split(train, calibration, seed + 1)
     if not val:
         fit, val = train, train
@@ -692,7 +667,8 @@ def train_diagnosis(
     model.save(out)
     val_probabilities = torch.softmax(model.logits(batches["val"]) / model.temperature, dim=1)
     summary = {"out": str(out), "dataset": dataset, "cases": len(labelled), "train": len(train),
-               "catalogue_cases": len(extra),
+               "catalogue_cases": len(extra), "init_from": str(init_from) if init_from else None,
+               "transferred_parameters": len(transferred),
                "heldout": len(held), "heldout_file": str(heldout_path) if heldout_path else None,
                "labels": len(labels), "findings": len(findings), "graph_edges": int(net.graph.edges.size(1))
                if net.graph is not None else 0, "graph_source": graph_source, "fusion": fusion,
@@ -701,6 +677,26 @@ def train_diagnosis(
                "seconds": round(time.perf_counter() - started, 1)}
     (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
+
+
+def _init_from(model: DiagnosisModel, source: str | Path) -> list[str]:
+    """Copy into ``model`` every parameter of the model in ``source`` with the same name and shape; return
+    their names. The label heads and the findings projection of another domain differ in shape and stay new."""
+    other = DiagnosisModel.load(source)
+    theirs = other.net.state_dict()
+    mine = model.net.state_dict()
+    same = [name for name, value in mine.items() if name in theirs and theirs[name].shape == value.shape
+            and not name.startswith("graph.") and name != "label_bias"]
+    same_labels = other.labels == model.labels
+    if not same_labels:
+        # With other labels, a tensor whose shape happens to match a label head is still another task's head.
+        out_width = len(model.labels)
+        same = [name for name in same if not mine[name].shape or mine[name].shape[0] != out_width]
+    if not same:
+        raise ValidationError(f"{source}: no parameter of that model fits this one (different modalities or "
+                              f"widths); train from scratch or start from a model with the same encoders")
+    model.net.load_state_dict({**mine, **{name: theirs[name] for name in same}})
+    return same
 
 
 def _some_lack_a_modality(cases: Sequence[Case], modalities: dict) -> bool:

@@ -335,3 +335,19 @@ def test_fashion_products_from_photo_and_title_with_catalogue_rows(tmp_path, mon
     assert photo_only["diagnoses"][0]["label"] == "Caps"
     with pytest.raises(SourceError, match="no 'style' column; --target is one of"):
         read_cases(products, "fashion", target="style")
+
+
+def test_init_from_another_model_transfers_the_shared_layers(trained, world, tmp_path):
+    from kgmm.tasks.diagnosis import DiagnosisModel, train_diagnosis
+
+    source, _ = trained
+    summary = train_diagnosis(world, "ddxplus", tmp_path / "adapted", init_from=source, per_class=5, epochs=5,
+                              progress=False)
+    assert summary["transferred_parameters"] > 0 and summary["init_from"] == str(source)
+    adapted = DiagnosisModel.load(tmp_path / "adapted")
+    assert adapted.config["labels"] == DiagnosisModel.load(source).config["labels"]
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"label": "x", "findings": ["a"]}\n{"label": "y", "findings": ["b"]}\n', encoding="utf-8")
+    with pytest.raises(ValidationError, match="no parameter of that model fits"):
+        train_diagnosis(other, "jsonl", tmp_path / "m", holdout=0.0, init_from=source, hidden_channels=32,
+                        progress=False)
