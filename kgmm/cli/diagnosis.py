@@ -136,9 +136,40 @@ def bench_diagnose(
     emit({"title": f"diagnose latency ({model or knowledge})", **result}, as_json, render_metrics)
 
 
+def bench_curve(
+    dataset: str = DatasetOption,
+    path: Path = typer.Option(..., "--path", "-p", help="Labelled cases (a fifth of each label is held out)."),
+    out: Path = typer.Option(Path("diagnosis-curve"), "--out", "-o", help="Folder for the models, table and PNG."),
+    adapt_from: Path | None = typer.Option(None, "--adapt-from", help="A diagnosis model of another domain: adds "
+                                           "the adapted lines (--init-from)."),
+    sizes: str = typer.Option("1,5,20,all", "--sizes", help="Labelled cases per label."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Learning curve: held-out top-1 for 1, 5, 20 and all labelled cases per label, from scratch vs adapted,
+    with vs without the graph; writes OUT/learning_curve.json and OUT/learning_curve.png."""
+    from kgmm.bench_diagnosis import learning_curve, parse_sizes
+
+    result = learning_curve(path, dataset, out, sizes=parse_sizes(sizes), adapt_from=adapt_from, seed=seed)
+    if as_json:
+        emit({"title": "learning curve", **result}, True, render_metrics)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{dataset} learning curve ({result['heldout_cases']} held-out cases)")
+    for column in ("per label", "start", "graph", "train", "top-1", "top-3", "macro-F1", "ECE"):
+        table.add_column(column)
+    for row in result["rows"]:
+        table.add_row(str(row["per_class"]), row["start"], "yes" if row["graph"] else "no", str(row["train"]),
+                      f"{row['top1']:.3f}", f"{row['top3']:.3f}", f"{row['macro_f1']:.3f}", f"{row['ece']:.3f}")
+    console().print(table)
+    console().print(f"plot: {result['plot']}", markup=False, highlight=False)
+
+
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``diagnose``, ``train diagnosis``, ``eval diagnosis`` and ``bench diagnose``."""
     app.command("diagnose")(diagnose)
     train_app.command("diagnosis")(train_diagnosis)
     eval_app.command("diagnosis")(eval_diagnosis)
     bench_app.command("diagnose")(bench_diagnose)
+    bench_app.command("diagnosis-curve")(bench_curve)

@@ -83,12 +83,24 @@ def _extractor(domain: str):
     return Extractor(domain)
 
 
+MEMO_SIZE = 50_000  # texts remembered per process (read and encoded once across the runs of a learning curve)
+_TEXT_MEMO: dict[str, dict] = {}
+
+
+@functools.lru_cache(maxsize=2)
+def _text_encoder(path: str | None):
+    from kgmm.nn.text import TextEncoder
+
+    return TextEncoder(path)
+
+
 class FindingReader:
     """Free text -> (present, absent) finding ids and their names, with a domain pack's lexicon and negation."""
 
     def __init__(self, domain: str = "medical") -> None:
         self.domain = domain
         self.extractor = _extractor(domain)
+        self._memo: dict[str, tuple] = {}  # text -> what was read (learning curves read the same texts again)
 
     def read(self, texts: Sequence[str]) -> list[tuple[list[str], list[str], dict[str, str], dict[str, list[str]]]]:
         """Per text: ``(present ids, absent ids, id -> name, id -> cross-referenced ids)``.
@@ -98,16 +110,18 @@ class FindingReader:
         """
         from kgmm.schema import Source
 
-        sources = [Source.document(text or " ", "diagnosis", key=f"{i}:{text}") for i, text in enumerate(texts)]
-        results = []
-        for extraction in self.extractor.extract(sources):
+        todo = list(dict.fromkeys(text for text in texts if text not in self._memo))
+        sources = [Source.document(text or " ", "diagnosis", key=f"{i}:{text}") for i, text in enumerate(todo)]
+        for text, extraction in zip(todo, self.extractor.extract(sources), strict=True):
             names = {entity.id: entity.name for entity in extraction.entities}
             crossrefs = {entity.id: list(entity.ontology_ids) for entity in extraction.entities if entity.ontology_ids}
             present, absent = {}, {}
             for mention in extraction.mentions:
                 (absent if mention.negated else present)[mention.entity_id] = None
-            results.append(([f for f in present if f not in absent], list(absent), names, crossrefs))
-        return results
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[text] = ([f for f in present if f not in absent], list(absent), names, crossrefs)
+        return [self._memo[text] for text in texts]
 
 
 def read_case_text(cases: Sequence[Case], reader: FindingReader, names: dict[str, str],
@@ -297,11 +311,15 @@ class DiagnosisModel:
         return values
 
     def encode_texts(self, texts: Sequence[str]):
-        from kgmm.nn.text import TextEncoder
-
         if self._text is None:
-            self._text = TextEncoder(self.config.get("text_model"))
-        return self._text.encode([text or " " for text in texts])
+            self._text = _text_encoder(self.config.get("text_model"))
+        memo = _TEXT_MEMO.setdefault(self._text.fingerprint, {})
+        todo = list(dict.fromkeys(text or " " for text in texts if (text or " ") not in memo))
+        if todo:
+            if len(memo) + len(todo) > MEMO_SIZE:
+                memo.clear()
+            memo.update(zip(todo, self._text.encode(todo), strict=True))
+        return self._torch.stack([memo[text or " "] for text in texts]) if texts else self._torch.zeros(0, self._text.dim)
 
     def encode_images(self, images: Sequence[str | None]):
         from kgmm.nn.vision import encode_image_files
@@ -603,9 +621,7 @@ def train_diagnosis(
     modalities = {"findings": len(findings) + 2 * len(attributes)}
     text_encoder = None
     if use_text:
-        from kgmm.nn.text import TextEncoder
-
-        text_encoder = TextEncoder()
+        text_encoder = _text_encoder(None)
         modalities["text"] = text_encoder.dim
     if any(case.image for case in train):
         from kgmm.nn.vision import vision_encoder

@@ -351,3 +351,22 @@ def test_init_from_another_model_transfers_the_shared_layers(trained, world, tmp
     with pytest.raises(ValidationError, match="no parameter of that model fits"):
         train_diagnosis(other, "jsonl", tmp_path / "m", holdout=0.0, init_from=source, hidden_channels=32,
                         progress=False)
+
+
+def test_learning_curve_trains_every_variant_on_the_same_held_out_cases(trained, world, tmp_path):
+    from kgmm.bench_diagnosis import learning_curve, parse_sizes
+
+    source, _ = trained
+    result = learning_curve(world, "ddxplus", tmp_path / "curve", sizes=parse_sizes("2,all"), adapt_from=source,
+                            epochs=10)
+    rows = result["rows"]
+    assert len(rows) == 8 and result["heldout_cases"] == 48
+    assert {(row["per_class"], row["start"], row["graph"]) for row in rows} == {
+        (size, start, graph) for size in (2, "all") for start in ("scratch", "adapted") for graph in (True, False)}
+    assert {row["train"] for row in rows if row["per_class"] == 2} == {8}
+    assert all(0.0 <= row["top1"] <= row["top3"] <= 1.0 for row in rows)
+    assert (tmp_path / "curve" / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "curve" / "learning_curve.json").read_text(encoding="utf-8"))
+    assert saved["rows"] == rows
+    with pytest.raises(ValidationError, match="not a positive number"):
+        parse_sizes("1,0")

@@ -1,0 +1,117 @@
+"""``kgmm bench diagnosis-curve``: a learning curve for diagnosis, from scratch versus adapted, with the graph
+versus without it.
+
+For each number of labelled training cases per label (1, 5, 20 and all by default), four models are trained
+on the same cases and scored on the same held-out cases (``--holdout`` of each label, fixed by the seed):
+from scratch with the graph, from scratch without it, and, given ``--adapt-from`` (a diagnosis model of
+another domain or task), the same two started from that model's shared layers (:func:`train_diagnosis`'s
+``init_from``). Writes a table (JSON) and a plot (PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from kgmm.errors import ValidationError
+
+DEFAULT_SIZES = (1, 5, 20, None)  # None: every training case
+
+
+def parse_sizes(text: str) -> list[int | None]:
+    """``"1,5,20,all"`` -> ``[1, 5, 20, None]``.
+
+    Raises:
+        ValidationError: for anything but positive integers and ``all``.
+    """
+    sizes: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part == "all":
+            sizes.append(None)
+        elif part.isdigit() and int(part) > 0:
+            sizes.append(int(part))
+        else:
+            raise ValidationError(f"--sizes: {part!r} is not a positive number of cases per label or 'all'")
+    if not sizes:
+        raise ValidationError("--sizes: give at least one size, e.g. 1,5,20,all")
+    return sizes
+
+
+def learning_curve(path: str | Path, dataset: str, out: str | Path, *, sizes: Sequence[int | None] = DEFAULT_SIZES,
+                   adapt_from: str | Path | None = None, holdout: float = 0.2, seed: int = 0,
+                   epochs: int = 200, **options) -> dict:
+    """Train and score the curve's models under ``out``; return ``{"rows": [...], "plot", ...}``.
+
+    Each row: ``{"per_class", "start" (scratch | adapted), "graph" (bool), "train", "top1", "top3", "macro_f1",
+    "ece", "seconds"}``.
+    """
+    from kgmm.tasks.diagnosis import DiagnosisModel, evaluate_diagnosis, train_diagnosis
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    starts = [("scratch", None)] + ([("adapted", adapt_from)] if adapt_from is not None else [])
+    rows = []
+    heldout = None
+    for size in sizes:
+        for start, init_from in starts:
+            for graph in (True, False):
+                name = f"{start}-{'graph' if graph else 'nograph'}-{size or 'all'}"
+                started = time.perf_counter()
+                summary = train_diagnosis(path, dataset, out / "models" / name, holdout=holdout, seed=seed,
+                                          per_class=size, use_graph=graph, init_from=init_from, epochs=epochs,
+                                          progress=False, **options)
+                heldout = summary["heldout_file"]
+                if heldout is None:
+                    raise ValidationError("a learning curve needs held-out cases: use --holdout > 0")
+                metrics = evaluate_diagnosis(DiagnosisModel.load(out / "models" / name), heldout, dataset)
+                rows.append({"per_class": size or "all", "start": start, "graph": graph, "train": summary["train"],
+                             **{k: metrics[k] for k in ("top1", "top3", "macro_f1", "ece")},
+                             "seconds": round(time.perf_counter() - started, 1)})
+    result = {"dataset": dataset, "path": str(path), "heldout_file": heldout, "heldout_cases":
+              evaluate_cases(heldout, dataset) if heldout else 0, "adapt_from": str(adapt_from) if adapt_from else None,
+              "seed": seed, "rows": rows}
+    result["plot"] = str(plot_curve(rows, out / "learning_curve.png", title=f"{dataset}: held-out top-1"))
+    (out / "learning_curve.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def evaluate_cases(path: str | Path, dataset: str) -> int:
+    from kgmm.sources.cases import read_cases
+
+    return sum(1 for case in read_cases(path, dataset) if case.label)
+
+
+def plot_curve(rows: Sequence[dict], out_png: str | Path, *, title: str = "") -> Path:
+    """Top-1 against labelled cases per label, one line per (start, graph); ``all`` plotted last."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_png = Path(out_png)
+    sizes = list(dict.fromkeys(row["per_class"] for row in rows))
+    positions = {size: i for i, size in enumerate(sizes)}
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for start in dict.fromkeys(row["start"] for row in rows):
+        for graph in (True, False):
+            line = [row for row in rows if row["start"] == start and row["graph"] == graph]
+            if line:
+                axes.plot([positions[row["per_class"]] for row in line], [row["top1"] for row in line], marker="o",
+                          linestyle="-" if graph else "--", label=f"{start}, {'with' if graph else 'without'} graph")
+    axes.set_xticks(range(len(sizes)), [str(size) for size in sizes])
+    axes.set_xlabel("labelled training cases per label")
+    axes.set_ylabel("held-out top-1")
+    axes.set_ylim(0, 1.02)
+    axes.grid(alpha=0.3)
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out_png, dpi=120, format="png")
+    plt.close(figure)
+    return out_png
+
+
+__all__ = ["DEFAULT_SIZES", "learning_curve", "parse_sizes", "plot_curve"]
