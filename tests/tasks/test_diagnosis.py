@@ -370,3 +370,30 @@ def test_learning_curve_trains_every_variant_on_the_same_held_out_cases(trained,
     assert saved["rows"] == rows
     with pytest.raises(ValidationError, match="not a positive number"):
         parse_sizes("1,0")
+
+
+def test_knowledge_only_from_the_hpo_disease_phenotype_graph():
+    from kgmm.sources.cases import load_knowledge
+    from kgmm.tasks.diagnosis import DiagnosisModel
+
+    knowledge = load_knowledge("hpo")
+    assert len(knowledge.edges) > 5000 and knowledge.finding_names["HP:0001250"] == "Seizure"
+    relations = {relation for edges in knowledge.edges.values() for relation in edges.values()}
+    assert relations == {"HAS_PHENOTYPE", "HAS_PHENOTYPE_BROADER"}
+    # A disease's own specific phenotypes put it first among >5,000 (phenotypes most diseases share would not).
+    specific = {}
+    for label, edges in knowledge.edges.items():
+        own = [f for f, r in edges.items() if r == "HAS_PHENOTYPE"]
+        if len(own) >= 4:
+            specific[label] = own
+    counts = {}
+    for own in specific.values():
+        for finding in own:
+            counts[finding] = counts.get(finding, 0) + 1
+    label, own = next((label, own) for label, own in sorted(specific.items())
+                      if sum(counts[f] == 1 for f in own) >= 2)
+    unique = [f for f in own if counts[f] == 1][:2]
+    model = DiagnosisModel.from_knowledge(knowledge)
+    result = model.diagnose(Case("c", None, unique), top_k=3)
+    assert result["diagnoses"][0]["label"] == label
+    assert {item["finding"] for item in result["diagnoses"][0]["supports"]} == set(unique)
