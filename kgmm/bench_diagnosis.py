@@ -5,7 +5,8 @@ For each number of labelled training cases per label (1, 5, 20 and all by defaul
 on the same cases and scored on the same held-out cases (``--holdout`` of each label, fixed by the seed):
 from scratch with the graph, from scratch without it, and, given ``--adapt-from`` (a diagnosis model of
 another domain or task), the same two started from that model's shared layers (:func:`train_diagnosis`'s
-``init_from``). Writes a table (JSON) and a plot (PNG).
+``init_from``). Writes a table (JSON) and a plot (PNG). Only the cases of the file count as labelled cases:
+fashion's catalogue rows are left out (``catalogue_per_type=0``), so "all" is the photographed products alone.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def learning_curve(path: str | Path, dataset: str, out: str | Path, *, sizes: Se
                 started = time.perf_counter()
                 summary = train_diagnosis(path, dataset, out / "models" / name, holdout=holdout, seed=seed,
                                           per_class=size, use_graph=graph, init_from=init_from, epochs=epochs,
-                                          progress=False, **options)
+                                          progress=False, **{"catalogue_per_type": 0, **options})
                 heldout = summary["heldout_file"]
                 if heldout is None:
                     raise ValidationError("a learning curve needs held-out cases: use --holdout > 0")

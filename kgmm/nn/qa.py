@@ -34,6 +34,7 @@ from kgmm.nn.fusion import build_fusion
 DEFAULT_STEPS = 3
 DEFAULT_FUSION = "early-concat"
 FRONTIER_BATCH = 8  # at most this many questions at once (outside training) walk only their frontier's edges
+FRONTIER_BUDGET = 16_000_000  # so does a larger batch while (frontier edges x questions) stays under this
 PRUNE = 1e-4  # scores and relation weights below this are not propagated
 
 
@@ -104,15 +105,17 @@ class RelationGraph:
         Every (relation, target) pair sums its sources' scores in one sparse product; each pair's sum is then
         weighted by its relation and added to its target; outside training, pairs whose sum or relation weight
         is below ``PRUNE`` for every question are dropped first. Outside training, a batch of at most
-        ``FRONTIER_BATCH`` questions instead walks only the edges leaving nodes that hold score, of relations
-        weighted above ``PRUNE`` (the question's own pruned subgraph).
+        ``FRONTIER_BATCH`` questions, or a larger one whose frontier is small (edges leaving scored nodes times
+        questions within ``FRONTIER_BUDGET``), instead walks only the edges leaving nodes that hold score, of
+        relations weighted above ``PRUNE`` (the question's own pruned subgraph).
 
         Shapes:
             scores ``[N, B]`` (in [0, 1]), weights ``[B, 2R]`` -> ``[N, B]``.
         """
         import warnings
 
-        if not torch.is_grad_enabled() and scores.size(1) <= FRONTIER_BATCH:
+        if not torch.is_grad_enabled() and (scores.size(1) <= FRONTIER_BATCH
+                                            or self._frontier_size(scores) * scores.size(1) <= FRONTIER_BUDGET):
             return self._frontier_step(scores, weights)
         matrix, row_relation, row_node = self._stacked()
         with warnings.catch_warnings():
@@ -125,15 +128,25 @@ class RelationGraph:
         out = torch.zeros_like(scores).index_add(0, row_node, sums * row_weights)
         return out.clamp(max=1.0)
 
-    def _frontier_step(self, scores: Tensor, weights: Tensor) -> Tensor:
-        """The same step touching only the edges that leave nodes holding score (asking one question: the
-        question's own pruned subgraph, not the whole graph)."""
+    def _sources(self) -> tuple[Tensor, Tensor]:
+        """Edge ids sorted by source node, and each node's first position in that order (built once)."""
         if self._by_source is None:
             order = torch.argsort(self.source, stable=True)
             pointer = torch.zeros(self.num_nodes + 1, dtype=torch.long)
             pointer[1:] = torch.cumsum(torch.bincount(self.source, minlength=self.num_nodes), 0)
             self._by_source = (order, pointer)
-        order, pointer = self._by_source
+        return self._by_source
+
+    def _frontier_size(self, scores: Tensor) -> int:
+        """How many edges leave the nodes that hold score in some column."""
+        _, pointer = self._sources()
+        nodes = (scores > PRUNE).any(dim=1).nonzero().view(-1)
+        return int((pointer[nodes + 1] - pointer[nodes]).sum())
+
+    def _frontier_step(self, scores: Tensor, weights: Tensor) -> Tensor:
+        """The same step touching only the edges that leave nodes holding score (asking one question: the
+        question's own pruned subgraph, not the whole graph; a batch: while its frontier is small)."""
+        order, pointer = self._sources()
         nodes = (scores > PRUNE).any(dim=1).nonzero().view(-1)
         counts = pointer[nodes + 1] - pointer[nodes]
         starts = torch.repeat_interleave(pointer[nodes], counts)
