@@ -11,10 +11,11 @@ from kgmm.cli.output import JsonOption, console, emit, render_metrics
 from kgmm.cli.qa import FUSIONS
 
 MODEL_ENV = "KGMM_DIAGNOSIS_MODEL"
-DATASETS = ("ddxplus", "symptom2disease", "fashion", "jsonl")  # kgmm.sources.cases.DATASETS, without importing it
+DATASETS = ("ddxplus", "symptom2disease", "fashion", "medpix", "jsonl")  # kgmm.sources.cases.DATASETS, without importing it
 DatasetOption = typer.Option(..., "--dataset", "-d", help=f"Case format: {', '.join(DATASETS)}.")
-KnowledgeOption = typer.Option(None, "--knowledge", help="Label -> finding graph: DDXPlus release_conditions.json "
-                               "or a knowledge.json; without --model, rank from it alone (knowledge-only).")
+KnowledgeOption = typer.Option(None, "--knowledge", help="Label -> finding graph: DDXPlus release_conditions.json, "
+                               "a knowledge.json, hpo, or MedPix data_test.jsonl (read from its disease discussions); "
+                               "without --model, rank from it alone (knowledge-only).")
 
 
 def render_diagnoses(result: dict) -> None:

@@ -15,6 +15,10 @@ an optional image, a few attributes (age, sex), and its label when known. Reader
   catalogue columns); the label is the ``target`` column (``articleType`` by default, or ``usage``, ...), the
   text the product's title, the image its photo. :func:`read_catalogue_cases` reads ``catalogue.csv`` rows
   (no photo) the same way, as extra text-only training cases.
+- ``medpix``: MedPix 2.0 ``data_test.jsonl`` cases: the text is the history, exam and findings plus the
+  captions of the case's images (``descriptions_test.jsonl`` beside it), the image the case's first one in
+  ``images/``, the label the case diagnosis. :func:`medpix_topics` reads the disease discussions of the
+  same file (text about each diagnosis, not about the case) for a knowledge graph built from text.
 - ``jsonl``: one JSON object a line, ``{"id", "label", "text", "findings": [...], "absent": [...],
   "image": path, "attributes": {...}}`` (all optional but one of text, findings or image), for any domain.
 
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from kgmm.errors import SourceError
 
-DATASETS = ("ddxplus", "symptom2disease", "fashion", "jsonl")
+DATASETS = ("ddxplus", "symptom2disease", "fashion", "medpix", "jsonl")
 FASHION_TARGETS = ("articleType", "subCategory", "masterCategory", "usage", "season", "gender", "baseColour")
 DDXPLUS_PREFIX = "DDXPLUS:"
 MAX_TEXT_CHARS = 5_000
@@ -118,6 +122,8 @@ def read_cases(path: str | Path, dataset: str, *, target: str | None = None) -> 
         raise SourceError(f"no such {dataset} cases file; check the path", path=str(path))
     if dataset == "fashion":
         cases = list(_read_fashion(path, target or "articleType", images=True))
+    elif dataset == "medpix":
+        cases = list(_read_medpix(path))
     else:
         cases = list({"ddxplus": _read_ddxplus, "symptom2disease": _read_text_csv, "jsonl": _read_jsonl}[dataset](path))
     if not cases:
@@ -333,6 +339,62 @@ def read_catalogue_cases(path: str | Path, target: str = "articleType") -> list[
     return list(_read_fashion(Path(path), target, images=False))
 
 
+# ---- MedPix ----------------------------------------------------------------------------------------
+
+def _medpix_records(path: Path) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(_read_text(path, "MedPix JSON lines").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SourceError(f"not a JSON object ({e})", path=str(path), line=number) from e
+        if not isinstance(record, dict):
+            raise SourceError("expected a JSON object per line", path=str(path), line=number)
+        yield number, record
+
+
+def _medpix_text(value) -> str:
+    return " ".join(str(value or "").split())
+
+
+def _read_medpix(path: Path) -> Iterator[Case]:
+    captions: dict[str, list[tuple[str, str]]] = {}
+    descriptions = path.parent / "descriptions_test.jsonl"
+    if descriptions.is_file():
+        for _, record in _medpix_records(descriptions):
+            caption = _medpix_text((record.get("Description") or {}).get("Caption"))
+            captions.setdefault(str(record.get("U_id", "")), []).append((str(record.get("image", "")), caption))
+    for number, record in _medpix_records(path):
+        case = record.get("Case")
+        case_id = str(record.get("U_id") or "").strip()
+        if not isinstance(case, dict) or not case_id:
+            raise SourceError("not a MedPix case (needs U_id and a Case object)", path=str(path), line=number)
+        parts = [_medpix_text(case.get(field)) for field in ("History", "Exam", "Findings")]
+        parts += [caption for _, caption in captions.get(case_id, []) if caption]
+        text = " ".join(part for part in parts if part)[:MAX_TEXT_CHARS]
+        image = next((str(path.parent / "images" / f"{name}.png") for name, _ in captions.get(case_id, [])
+                      if (path.parent / "images" / f"{name}.png").is_file()), None)
+        label = _medpix_text(case.get("Case Diagnosis") or case.get("Title")) or None
+        if not (text or image):
+            raise SourceError(f"MedPix case {case_id} has no history, exam, findings or image", path=str(path),
+                              line=number)
+        yield Case(f"medpix:{case_id}", label, text=text, image=image, line=number)
+
+
+def medpix_topics(path: str | Path) -> dict[str, str]:
+    """Case diagnosis -> the text about that disease in a MedPix file (the topic's disease discussion, else
+    the case's discussion): material for a label -> finding graph, not the case's own history."""
+    topics: dict[str, str] = {}
+    for _, record in _medpix_records(Path(path)):
+        case, topic = record.get("Case") or {}, record.get("Topic") or {}
+        label = _medpix_text(case.get("Case Diagnosis") or case.get("Title"))
+        text = _medpix_text(topic.get("Disease Discussion") or case.get("Discussion"))
+        if label and text:
+            topics[label] = (topics.get(label, "") + " " + text).strip()[:4 * MAX_TEXT_CHARS]
+    return topics
+
+
 # ---- JSONL -----------------------------------------------------------------------------------------
 
 def _read_jsonl(path: Path) -> Iterator[Case]:
@@ -384,5 +446,6 @@ def case_from_record(record: dict, *, path: Path | None = None, line: int = 0) -
                 bool(record.get("closed_world", False)), line)
 
 
-__all__ = ["DATASETS", "FASHION_TARGETS", "KNOWLEDGE_FILE", "Case", "load_knowledge", "read_catalogue_cases", "LabelKnowledge", "case_from_record", "ddxplus_id", "read_cases",
+__all__ = ["DATASETS", "FASHION_TARGETS", "KNOWLEDGE_FILE", "Case", "load_knowledge", "medpix_topics",
+           "read_catalogue_cases", "LabelKnowledge", "case_from_record", "ddxplus_id", "read_cases",
            "read_ddxplus_knowledge"]

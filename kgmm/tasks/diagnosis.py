@@ -36,7 +36,9 @@ WEIGHTS_FILE = "weights.pt"
 TRAIN_HINT = ("train one with: kgmm train diagnosis --dataset ddxplus|symptom2disease|jsonl --path FILE --out DIR, "
               "or rank from a graph alone with --knowledge FILE")
 CASE_RELATION = "OBSERVED_IN_CASES"
-DEFAULT_DOMAIN = {"ddxplus": "medical", "symptom2disease": "medical", "fashion": "retail", "jsonl": "medical"}
+TEXT_RELATION = "DESCRIBED_WITH"
+DEFAULT_DOMAIN = {"ddxplus": "medical", "symptom2disease": "medical", "fashion": "retail", "medpix": "medical",
+                  "jsonl": "medical"}
 ECE_BINS = 15
 
 
@@ -70,6 +72,18 @@ def case_knowledge(cases: Sequence[Case], *, min_count: int = 2, min_share: floa
             if count >= min(min_count, size) and share >= min_share and share / (overall[finding] / total) >= min_lift:
                 edges[finding] = CASE_RELATION
         knowledge.edges[label] = edges
+    return knowledge
+
+
+def text_knowledge(label_texts: dict[str, str], *, domain: str = "medical", source: str = "texts") -> LabelKnowledge:
+    """Label -> finding edges read from a text about each label (a disease's description): the findings the
+    domain's lexicon finds stated, not negated, in it (``DESCRIBED_WITH``)."""
+    reader = FindingReader(domain)
+    labels = list(label_texts)
+    knowledge = LabelKnowledge(source=source)
+    for label, (present, _, names, _) in zip(labels, reader.read([label_texts[label] for label in labels]), strict=True):
+        knowledge.edges[label] = {finding: TEXT_RELATION for finding in present if finding in names}
+        knowledge.finding_names.update(names)
     return knowledge
 
 
@@ -497,7 +511,12 @@ def _write_heldout(cases: Sequence[Case], source: Path, dataset: str, out: Path)
     target = folder / source.name
     lines = source.read_text(encoding="utf-8-sig").splitlines(keepends=True)
     keep = {case.line for case in cases}
-    if dataset == "jsonl":
+    if dataset == "medpix":
+        body = [line for number, line in enumerate(lines, start=1) if number in keep]
+        for name in ("descriptions_test.jsonl", "images"):
+            if (source.parent / name).exists() and not (folder / name).exists():
+                (folder / name).symlink_to((source.parent / name).resolve())
+    elif dataset == "jsonl":
         body = []
         for number, line in enumerate(lines, start=1):
             if number in keep:
@@ -779,6 +798,11 @@ def open_diagnosis_model(model_dir: str | Path | None, knowledge: str | Path | N
     if model_dir is not None:
         return DiagnosisModel.load(model_dir)
     if knowledge is not None:
+        if str(knowledge).endswith(".jsonl"):  # MedPix cases: the graph is read from their disease discussions
+            from kgmm.sources.cases import medpix_topics
+
+            return DiagnosisModel.from_knowledge(text_knowledge(medpix_topics(knowledge), domain=domain,
+                                                                source=str(knowledge)), domain=domain)
         return DiagnosisModel.from_knowledge(load_knowledge(knowledge), domain=domain)
     raise ValidationError(f"no diagnosis model given: pass --model DIR ({TRAIN_HINT})")
 
@@ -815,5 +839,5 @@ def bench_diagnose(model: DiagnosisModel, cases: Sequence[Case], *, count: int =
     return {"cases": len(times), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99)}
 
 
-__all__ = ["DiagnosisModel", "FindingReader", "bench_diagnose", "case_knowledge", "diagnosis_metrics",
+__all__ = ["DiagnosisModel", "FindingReader", "bench_diagnose", "case_knowledge", "diagnosis_metrics", "text_knowledge",
            "evaluate_diagnosis", "fit_temperature", "load_knowledge", "open_diagnosis_model", "train_diagnosis"]

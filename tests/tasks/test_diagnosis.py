@@ -397,3 +397,37 @@ def test_knowledge_only_from_the_hpo_disease_phenotype_graph():
     result = model.diagnose(Case("c", None, unique), top_k=3)
     assert result["diagnoses"][0]["label"] == label
     assert {item["finding"] for item in result["diagnoses"][0]["supports"]} == set(unique)
+
+
+def test_medpix_cases_ranked_by_a_graph_read_from_disease_discussions(tmp_path, medical_extractor, monkeypatch):
+    from kgmm.sources.cases import medpix_topics
+    from kgmm.tasks import diagnosis
+    from kgmm.tasks.diagnosis import evaluate_diagnosis, open_diagnosis_model
+
+    monkeypatch.setattr(diagnosis, "_extractor", lambda domain: medical_extractor)
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "images" / "MPX2_synpic1.png")
+    records = [
+        {"U_id": "MPX1", "Case": {"Case Diagnosis": "Pneumonia", "History": "Fever and a productive cough.",
+                                  "Findings": "Consolidation."},
+         "Topic": {"Disease Discussion": "Pneumonia presents with fever, cough and dyspnea."}},
+        {"U_id": "MPX2", "Case": {"Case Diagnosis": "Glioma", "History": "New seizures and headache.",
+                                  "Findings": "A mass."},
+         "Topic": {"Disease Discussion": "Gliomas cause headache, seizures and nausea."}},
+    ]
+    path = tmp_path / "data_test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    (tmp_path / "descriptions_test.jsonl").write_text(json.dumps(
+        {"U_id": "MPX2", "image": "MPX2_synpic1", "Description": {"Caption": "MRI shows a frontal mass."}}) + "\n",
+        encoding="utf-8")
+    cases = read_cases(path, "medpix")
+    assert [case.label for case in cases] == ["Pneumonia", "Glioma"]
+    assert cases[1].text.endswith("MRI shows a frontal mass.") and cases[1].image.endswith("MPX2_synpic1.png")
+    assert cases[0].image is None and "Consolidation" in cases[0].text
+    assert set(medpix_topics(path)) == {"Pneumonia", "Glioma"}
+    model = open_diagnosis_model(None, path)
+    assert model.knowledge.edges["Glioma"] and all(r == "DESCRIBED_WITH" for r in model.knowledge.edges["Glioma"].values())
+    metrics = evaluate_diagnosis(model, path, "medpix")
+    assert metrics["top1"] == 1.0 and metrics["cases"] == 2
