@@ -267,7 +267,7 @@ def test_cli_train_eval_diagnose(world, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_shared_ddxplus_symptom2disease_and_fashion(shared_data, tmp_path):
+def test_shared_ddxplus_symptom2disease_fashion_and_medpix(shared_data, tmp_path):
     from kgmm.tasks.diagnosis import DiagnosisModel, evaluate_diagnosis, open_diagnosis_model, train_diagnosis
 
     ddx = shared_data / "ddxplus" / "patients_train.csv"
@@ -284,6 +284,9 @@ def test_shared_ddxplus_symptom2disease_and_fashion(shared_data, tmp_path):
     summary = train_diagnosis(products, "fashion", tmp_path / "fashion", progress=False)
     metrics = evaluate_diagnosis(DiagnosisModel.load(tmp_path / "fashion"), summary["heldout_file"], "fashion")
     assert metrics["top1"] >= 0.85
+    medpix = shared_data / "medpix" / "data_test.jsonl"
+    metrics = evaluate_diagnosis(open_diagnosis_model(None, medpix), medpix, "medpix")
+    assert metrics["cases"] == 69 and metrics["top3"] >= 0.4
 
 
 def write_fashion(folder: Path) -> Path:
