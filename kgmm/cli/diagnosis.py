@@ -20,6 +20,8 @@ KnowledgeOption = typer.Option(None, "--knowledge", help="Label -> finding graph
 
 def render_diagnoses(result: dict) -> None:
     out = console()
+    for warning in result.get("warnings", []):
+        out.print(f"warning: {warning}", markup=False, highlight=False)
     case = result["case"]
     for key in ("present", "absent"):
         if case[key]:

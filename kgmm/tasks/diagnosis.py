@@ -368,10 +368,17 @@ class DiagnosisModel:
 
         Returns:
             ``{"case": {"present", "absent", "unknown"}, "diagnoses": [{"label", "probability", "graph_score",
-            "supports": [{"finding", "name", "relation", "weight"}], "against": [...]}], "model"}``
+            "supports": [{"finding", "name", "relation", "weight"}], "against": [...]}], "model", "warnings"}``
         """
         torch = self._torch
         unknown = [f for f in [*case.present, *case.absent] if f not in self.finding_index]
+        warnings = []
+        if case.image is not None and "image" not in self.modalities:
+            warnings.append("this model was not trained with images; the image was not used")
+        if case.image is not None and "image" in self.modalities:
+            from kgmm.nn.vision import load_image
+
+            load_image(case.image)  # a missing or broken image: an error naming it, before any work
         case = self.read_text([case])[0]
         batch = self.featurize([case])
         probabilities = torch.softmax(self.logits(batch) / self.temperature, dim=1)[0]
@@ -397,7 +404,8 @@ class DiagnosisModel:
             "absent": [self._named(f) for f in case.absent if f in self.finding_index],
             "unknown": unknown,
         }
-        return {"case": observed, "diagnoses": diagnoses, "model": self.config.get("path", "knowledge-only")}
+        return {"case": observed, "diagnoses": diagnoses, "model": self.config.get("path", "knowledge-only"),
+                "warnings": warnings}
 
     def _named(self, finding: str) -> dict:
         return {"finding": finding, "name": self.finding_names.get(finding, finding)}
@@ -581,7 +589,8 @@ def train_diagnosis(
         knowledge: a knowledge file (DDXPlus ``release_conditions.json`` or ``knowledge.json``); default for
             ``ddxplus``: the conditions file beside ``path``; otherwise the graph is built from the cases.
         holdout: share of each label's cases written to ``out/heldout/`` and never trained on.
-        fusion: the fusion strategy over the modalities. use_graph: False trains the model without the graph.
+        fusion: the fusion strategy over the modalities.
+        use_graph: add the graph evidence (False: the same model without it, the ablation).
         use_text: encode the text with MiniLM (default: when the cases have text).
         calibration: share of the training cases kept back for early stopping and the temperature.
         per_class: train on at most this many cases of each label (learning curves).
@@ -649,21 +658,46 @@ def train_diagnosis(
         modalities["image"] = int(vision_encoder().dim)
     config = {"kind": KIND, "format_version": FORMAT_VERSION, "dataset": dataset, "domain": domain,
               "labels": labels, "findings": findings, "relations": relations, "modalities": modalities,
-              "attributes": attributes, "fusion": fusion, "use_graph": use_graph, "graph_source": graph_source,
+              "attributes": attributes, "fusion": fusion, "graph_source": graph_source,
               "hidden_channels": hidden_channels, "dropout": dropout, "knowledge_only": False, "target": target,
               "modality_dropout": modality_dropout if _some_lack_a_modality([*train, *extra], modalities) else 0.0,
               "finding_names": names, "seed": seed, "trained_on": str(path)}
-    model = DiagnosisModel(config, known)
-    model._reader, model._text = reader, text_encoder
-
-    transferred = _init_from(model, init_from) if init_from is not None else []
     fit, val = _split(train, calibration, seed + 1)
     if not val:
         fit, val = train, train
     fit = fit + extra
+    model = DiagnosisModel({**config, "use_graph": use_graph}, known)
+    model._reader, model._text = reader, text_encoder
+    transferred = _init_from(model, init_from) if init_from is not None else []
     batches = {name: model.featurize(group) for name, group in (("fit", fit), ("val", val))}
     gold = {name: torch.tensor([model.label_index[case.label] for case in group])
             for name, group in (("fit", fit), ("val", val))}
+    _, best_epoch = _fit(model, batches, gold, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                         batch_size=batch_size, label_smoothing=label_smoothing, seed=seed, progress=progress)
+    net = model.net
+    model.temperature = fit_temperature(model.logits(batches["val"]), gold["val"])
+    model.save(out)
+    val_probabilities = torch.softmax(model.logits(batches["val"]) / model.temperature, dim=1)
+    summary = {"out": str(out), "dataset": dataset, "cases": len(labelled), "train": len(train),
+               "catalogue_cases": len(extra), "init_from": str(init_from) if init_from else None,
+               "transferred_parameters": len(transferred),
+               "heldout": len(held), "heldout_file": str(heldout_path) if heldout_path else None,
+               "labels": len(labels), "findings": len(findings), "graph_edges": int(net.graph.edges.size(1))
+               if net.graph is not None else 0, "graph_source": graph_source, "fusion": fusion,
+               "modalities": sorted(modalities), "best_epoch": best_epoch, "temperature": round(model.temperature, 3),
+               "use_graph": use_graph,
+               "validation": diagnosis_metrics(val_probabilities, gold["val"].tolist(), labels),
+               "seconds": round(time.perf_counter() - started, 1)}
+    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
+
+
+def _fit(model: DiagnosisModel, batches: dict, gold: dict, *, epochs: int, lr: float, weight_decay: float,
+         batch_size: int, label_smoothing: float, seed: int, progress: bool) -> tuple[float, int]:
+    """Train ``model.net`` on ``batches["fit"]``, keeping the epoch best on ``batches["val"]`` (accuracy, then
+    log-likelihood); stop after ``max(10, epochs // 10)`` epochs without progress. Returns (score, epoch)."""
+    import torch
+
     net = model.net
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     best, best_state, best_epoch, waited = -math.inf, None, 0, 0
@@ -675,10 +709,11 @@ def train_diagnosis(
         iterator = tqdm(iterator, desc="training", unit="epoch")
     generator = torch.Generator().manual_seed(seed)
     data = batches["fit"]
+    size = data.present.size(0)
     for epoch in iterator:
         net.train()
-        order = torch.randperm(len(fit), generator=generator)
-        for start in range(0, len(fit), batch_size):
+        order = torch.randperm(size, generator=generator)
+        for start in range(0, size, batch_size):
             index = order[start:start + batch_size]
             logits = net({m: x[index] for m, x in data.features.items()}, data.present[index], data.absent[index],
                          {m: x[index] for m, x in data.masks.items()})
@@ -699,20 +734,7 @@ def train_diagnosis(
                 break
     net.load_state_dict(best_state)
     net.eval()
-    model.temperature = fit_temperature(model.logits(batches["val"]), gold["val"])
-    model.save(out)
-    val_probabilities = torch.softmax(model.logits(batches["val"]) / model.temperature, dim=1)
-    summary = {"out": str(out), "dataset": dataset, "cases": len(labelled), "train": len(train),
-               "catalogue_cases": len(extra), "init_from": str(init_from) if init_from else None,
-               "transferred_parameters": len(transferred),
-               "heldout": len(held), "heldout_file": str(heldout_path) if heldout_path else None,
-               "labels": len(labels), "findings": len(findings), "graph_edges": int(net.graph.edges.size(1))
-               if net.graph is not None else 0, "graph_source": graph_source, "fusion": fusion,
-               "modalities": sorted(modalities), "best_epoch": best_epoch, "temperature": round(model.temperature, 3),
-               "validation": diagnosis_metrics(val_probabilities, gold["val"].tolist(), labels),
-               "seconds": round(time.perf_counter() - started, 1)}
-    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    return summary
+    return best, best_epoch
 
 
 def _init_from(model: DiagnosisModel, source: str | Path) -> list[str]:

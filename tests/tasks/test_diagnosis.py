@@ -132,7 +132,9 @@ def test_diagnose_explains_with_present_and_missing_findings_and_leaves_the_mode
     assert {item["finding"] for item in first["supports"]} <= set(present)
     assert "DDXPLUS:E_5" in {item["finding"] for item in first["against"]}
     assert all(item["weight"] > 0 for item in first["supports"] + first["against"])
-    assert _digest(out) == before
+    assert _digest(out) == before and result["warnings"] == []
+    ignored = model.diagnose(Case("c", None, present, image=str(out / "weights.pt")))
+    assert ignored["warnings"] == ["this model was not trained with images; the image was not used"]
     with pytest.raises(ValidationError, match="unknown finding 'E_99'.*closest"):
         model.resolve_findings(["E_99"])
 
@@ -336,6 +338,9 @@ def test_fashion_products_from_photo_and_title_with_catalogue_rows(tmp_path, mon
     assert metrics["cases"] == 8 and metrics["top1"] >= 0.75
     photo_only = model.diagnose(Case("p", None, image=str(tmp_path / "fashion" / "images" / "402.png")), top_k=1)
     assert photo_only["diagnoses"][0]["label"] == "Caps"
+    with pytest.raises(SourceError, match="notes.txt"):
+        (tmp_path / "notes.txt").write_text("not an image", encoding="utf-8")
+        model.diagnose(Case("p", None, image=str(tmp_path / "notes.txt")))
     with pytest.raises(SourceError, match="no 'style' column; --target is one of"):
         read_cases(products, "fashion", target="style")
 
