@@ -8,11 +8,14 @@ from pathlib import Path
 from kgmm.errors import ValidationError
 from kgmm.store.base import GraphStore
 
-EXPORT_FORMATS = ("networkx", "graphml", "pyg")
+EXPORT_FORMATS = ("networkx", "graphml", "pyg", "html")
 
 
-def export_graph(store: GraphStore, fmt: str, out: str | Path) -> dict:
+def export_graph(store: GraphStore, fmt: str, out: str | Path, *, around=None) -> dict:
     """Write the whole graph of ``store`` to ``out`` in ``fmt``; return what was written.
+
+    ``html`` writes the interactive view of :mod:`kgmm.viz` as one offline HTML file: of the whole store, or of
+    ``around`` (a :class:`kgmm.schema.Subgraph`, e.g. an entity's neighbourhood).
 
     ``pyg`` writes a dict of tensors and vocabularies with ``torch.save``, loadable with
     ``torch.load(path, weights_only=True)`` (for a folder that reloads as a ``Data`` with its vocabularies, use
@@ -22,6 +25,10 @@ def export_graph(store: GraphStore, fmt: str, out: str | Path) -> dict:
         raise ValidationError(f"no export format {fmt!r}; available: {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "html":
+        from kgmm.viz import write_html
+
+        return write_html(around if around is not None else store, out, store=store)
     if fmt == "pyg":
         import torch
 

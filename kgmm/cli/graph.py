@@ -290,8 +290,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def export(
-        fmt: str = typer.Option("graphml", "--format", "-f", help="networkx (pickle), graphml or pyg (with --out)."),
+        fmt: str = typer.Option("graphml", "--format", "-f", help="networkx (pickle), graphml, pyg or html (an "
+                                "interactive view, offline) (with --out)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Output file."),
+        around: str | None = typer.Option(None, "--around", help="html: draw only this entity's neighbourhood "
+                                          "(a name or id)."),
+        hops: int = typer.Option(2, "--hops", help="html with --around: how far around it."),
         to: str | None = typer.Option(None, "--to", help="Copy the store into this store (a folder or bolt:// URI) instead."),
         from_: str | None = typer.Option(None, "--from", help="Copy this store (a folder or bolt:// URI) into --store instead."),
         store: str | None = StoreOption,
@@ -309,7 +313,13 @@ def register(app: typer.Typer) -> None:
             from kgmm.export import export_graph
 
             with open_existing_store(store, user, database) as graph_store:
-                result = export_graph(graph_store, fmt, out)
+                subgraph = None
+                if around is not None:
+                    matches = graph_store.find_entities(around, limit=1)
+                    if not matches:
+                        raise ValidationError(f"no entity named {around!r} in the store; check with `kgmm search`")
+                    subgraph = graph_store.neighbors(matches[0].entity.id, hops=hops)
+                result = export_graph(graph_store, fmt, out, around=subgraph)
             emit(result, as_json, lambda r: console().print(f"wrote {r['nodes']:,} nodes and {r['edges']:,} edges to {r['path']} ({r['format']})", markup=False))
             return
         from kgmm.store.transfer import copy_store
