@@ -159,4 +159,86 @@ def _store_of(graph: Any):
     return graph if hasattr(graph, "iter_entities") and hasattr(graph, "mentions") else None
 
 
-__all__ = ["HIGHLIGHT", "MAX_NODES", "as_subgraph", "show", "type_colour", "visualization", "write_html"]
+# ---- Cypher in the notebook ---------------------------------------------------------------------------
+
+class CypherResult:
+    """The rows of a Cypher query, shown as a table (``_repr_html_``, :meth:`table`) and as a graph (:meth:`show`:
+    the entities the rows return and the relations among them)."""
+
+    def __init__(self, store, query: str, rows: list[dict[str, Any]]) -> None:
+        self.store, self.query, self.rows = store, query, rows
+        self.entity_ids = list(dict.fromkeys(value["id"] for row in rows for value in row.values()
+                                             if _is_entity(value)))
+
+    def table(self):
+        """The rows as a ``pandas.DataFrame`` (an entity as its name, a relation as its type)."""
+        import pandas as pd
+
+        return pd.DataFrame([{key: _cell(value) for key, value in row.items()} for row in self.rows])
+
+    def subgraph(self) -> Subgraph:
+        if not self.entity_ids:
+            return Subgraph()
+        return self.store.subgraph(self.entity_ids, hops=1, limit=len(self.entity_ids))
+
+    def show(self, **options):
+        return show(self.subgraph(), store=self.store, **options)
+
+    def _repr_html_(self) -> str:
+        return self.table().to_html(index=False, max_rows=200)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _is_entity(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("id"), str) and "name" in value and "type" in value
+
+
+def _cell(value: Any) -> Any:
+    if _is_entity(value):
+        return value["name"]
+    if isinstance(value, dict):
+        if "_LABEL" in value:
+            return value["_LABEL"]
+        return {k: v for k, v in value.items() if not str(k).startswith("_")}
+    return value
+
+
+def cypher(store, query: str, parameters: dict[str, Any] | None = None) -> CypherResult:
+    """Run ``query`` on ``store`` (embedded or Neo4j) and return a :class:`CypherResult` (a table in a notebook;
+    ``.show()`` draws it)."""
+    return CypherResult(store, query, store.cypher(query, parameters))
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext kgmm.viz`` adds the ``%%cypher`` cell magic: ``%%cypher STORE`` (a store object in the
+    notebook, a folder or a bolt:// URI; default ``$KGMM_STORE``) then the query; shows the table and the graph."""
+    import os
+
+    from IPython.display import display
+
+    opened: dict[str, Any] = {}
+
+    def cypher_magic(line: str, cell: str):
+        target = line.strip() or os.environ.get("KGMM_STORE", "")
+        if not target:
+            raise ValidationError("name the store: %%cypher my_store (a variable, a folder or a bolt:// URI)")
+        store = ipython.user_ns.get(target)
+        if store is None or not hasattr(store, "cypher"):
+            if target not in opened:
+                from kgmm.store import open_store
+
+                opened[target] = open_store(target)
+            store = opened[target]
+        result = cypher(store, cell)
+        display(result)
+        if result.entity_ids:
+            display(result.show())
+        return None
+
+    ipython.register_magic_function(cypher_magic, magic_kind="cell", magic_name="cypher")
+
+
+__all__ = ["HIGHLIGHT", "MAX_NODES", "CypherResult", "as_subgraph", "cypher", "load_ipython_extension", "show",
+           "type_colour", "visualization", "write_html"]

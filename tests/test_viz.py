@@ -106,3 +106,17 @@ def test_cli_export_html(store, tmp_path):
     written = json.loads(result.output.strip().splitlines()[-1])
     assert written["format"] == "html" and 2 <= written["nodes"] < 6
     assert {node["id"] for node in _data(out.read_text(encoding="utf-8"))["nodes"]} >= {METFORMIN, DIABETES}
+
+
+def test_cypher_rows_as_table_and_graph(store):
+    from kgmm.viz import cypher
+
+    result = cypher(store, "MATCH (a:Entity)-[r:TREATS]->(b:Entity) RETURN a, r, b, r.confidence AS confidence")
+    table = result.table()
+    assert len(result) == 2 and set(table["a"]) == {"Metformin", "Insulin"} and set(table["r"]) == {"TREATS"}
+    assert "<table" in result._repr_html_()
+    drawn = result.subgraph()
+    assert {entity.id for entity in drawn.entities} == {METFORMIN, DIABETES, "medical:drug:insulin"}
+    assert len(drawn.relations) == 2
+    with pytest.raises(ValidationError, match="empty"):
+        cypher(store, "  ")
