@@ -23,15 +23,29 @@ from kgmm.errors import MissingDependencyError, ValidationError
 from kgmm.schema import Entity, Relation, Subgraph
 
 MAX_NODES = 5_000  # a whole store larger than this is drawn only around chosen entities
-HIGHLIGHT = "#d62728"
-_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#FF9DA6", "#9D755D", "#EECA3B", "#72B7B2", "#E45756",
-            "#BAB0AC", "#17BECF", "#8C6D31")
+HIGHLIGHT = "#f0027f"  # an evidence path: a vivid pink no type colour uses
+
+
+# Distinct colours for the built-in packs' types (tab20-like); any other type gets a hue from its hash.
+_TYPE_COLOURS = {
+    "Disease": "#d62728", "Symptom": "#ff7f0e", "Drug": "#1f77b4", "Finding": "#bcbd22", "Anatomy": "#8c564b",
+    "Procedure": "#9467bd", "Product": "#17becf", "Brand": "#e377c2", "Category": "#7f7f7f",
+    "SubCategory": "#c7c7c7", "ArticleType": "#2ca02c", "Colour": "#ffbb78", "Season": "#98df8a",
+    "Usage": "#aec7e8", "Gender": "#c5b0d5", "Person": "#1f77b4", "Organization": "#ff7f0e",
+    "Location": "#2ca02c", "Event": "#9467bd", "Work": "#8c564b", "Concept": "#7f7f7f",
+}
 
 
 def type_colour(entity_type: str) -> str:
-    """A stable colour per entity type (the same type has the same colour in every view)."""
+    """A stable colour per entity type (the same type has the same colour in every view): the built-in packs'
+    types have distinct ones; another type gets a hue from its name's hash."""
+    if entity_type in _TYPE_COLOURS:
+        return _TYPE_COLOURS[entity_type]
+    import colorsys
+
     digest = hashlib.sha256(entity_type.encode("utf-8")).digest()
-    return _PALETTE[digest[0] % len(_PALETTE)]
+    red, green, blue = colorsys.hls_to_rgb(int.from_bytes(digest[:2], "big") / 65536, 0.55, 0.6)
+    return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
 
 
 def _viz():
