@@ -8,7 +8,8 @@ import typer
 
 from kgmm.cli.output import DatabaseOption, JsonOption, UserOption, emit, render_metrics
 
-bench_app = typer.Typer(help="Benchmarks: ingest speed, start-up time, graph store loads and reads.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: ingest, start-up, stores, graph learning, vision, fusion, QA, photo QA, diagnosis.",
+                        no_args_is_help=True)
 
 
 @bench_app.command("ingest")

@@ -304,7 +304,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(10_000, "--batch-size", help="Records per write when copying between stores."),
         as_json: bool = JsonOption,
     ) -> None:
-        """Export the graph to a file (networkx, GraphML for Gephi/yEd, PyTorch Geometric), or copy it to another store."""
+        """Export the graph to a file (networkx, GraphML for Gephi/yEd, PyTorch Geometric, an interactive HTML view), or
+        copy it to another store."""
         from kgmm.errors import ValidationError
 
         if sum(option is not None for option in (out, to, from_)) != 1:

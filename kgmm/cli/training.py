@@ -8,7 +8,7 @@ import typer
 
 from kgmm.cli.output import JsonOption, emit, render_metrics
 
-train_app = typer.Typer(help="Train models (extraction; more tasks in later releases).", no_args_is_help=True)
+train_app = typer.Typer(help="Train models: extraction, link prediction, alignment, QA, diagnosis.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate models and print metrics as a table (and JSON with --json).", no_args_is_help=True)
 
 DATASETS = ("bc5cdr", "conll04")
