@@ -72,3 +72,12 @@ def test_exported_view_renders_in_chromium(tmp_path):
 
     missing = [t for t in sorted(types) if drawn(type_colour(t)) < 200]
     assert not missing, f"no node of type(s) {missing} on the screenshot"
+
+
+def test_render_benchmark_measures_a_real_render():
+    from kgmm.bench_viz import bench_viz
+
+    chromium()  # skip (or fail in CI) without a browser
+    result = bench_viz(60, runs=1)
+    assert result["nodes"] == 60 and result["edges"] == 120
+    assert 0 < result["first_render_median_ms"] < 60_000 and result["frames_per_s_median"] > 0

@@ -156,3 +156,17 @@ def bench_vision(
 
     result = vision_benchmark(images, limit=limit, model=model, batch_size=batch_size, progress=not as_json)
     emit(result, as_json, render_metrics)
+
+
+@bench_app.command("viz")
+def bench_viz(
+    nodes: int = typer.Option(2000, "--nodes", "-n", help="Entities in the drawn graph (relations: twice as many)."),
+    runs: int = typer.Option(3, "--runs"),
+    chromium: str | None = typer.Option(None, "--chromium", help="The Chromium executable (default: on PATH)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Time to first render of the HTML graph view in headless Chromium, and its frame rate while zooming."""
+    from kgmm.bench_viz import bench_viz as run
+
+    emit({"title": f"graph view in Chromium ({nodes} nodes)", **run(nodes, runs=runs, chromium=chromium)}, as_json,
+         render_metrics)
