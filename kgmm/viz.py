@@ -131,7 +131,7 @@ def visualization(graph: Any, *, store=None, highlight: Iterable[str] = (), max_
                               size=min(40, 12 + 2 * degree.get(entity.id, 0)) + (8 if entity.id in marked else 0),
                               properties=properties))
     relationships = []
-    for number, relation in enumerate(subgraph.relations):
+    for relation in subgraph.relations:
         if relation.head not in known or relation.tail not in known:
             continue
         properties = {"type": relation.type, "confidence": relation.confidence, "extractor": relation.extractor}
@@ -141,7 +141,8 @@ def visualization(graph: Any, *, store=None, highlight: Iterable[str] = (), max_
             properties["sentence"] = relation.sentences[0]
         on_path = (relation.head, relation.type, relation.tail) in facts
         style = {"color": HIGHLIGHT, "width": 4} if on_path else {}
-        relationships.append(viz.Relationship(id=f"r{number}", source=relation.head, target=relation.tail,
+        relationships.append(viz.Relationship(id=f"{relation.head}|{relation.type}|{relation.tail}",
+                                              source=relation.head, target=relation.tail,
                                               caption=relation.type, properties=properties, **style))
     return viz.VisualizationGraph(nodes=nodes, relationships=relationships)
 
@@ -151,6 +152,25 @@ def _describe(source, mention) -> str:
     title = source.title or source.image_path or source.id
     negated = " (negated)" if mention.negated else ""
     return f"{kind}: {Path(str(title)).name if kind == 'image' else title}{negated}"
+
+
+def explore(graph: Any, *, store, height: str = "600px", limit: int = 50, **options):
+    """An interactive widget of ``graph`` in a notebook: double-click a node to add its neighbours (up to
+    ``limit``) from ``store``. ``widget.kgmm_expand(entity_id)`` does the same from code."""
+    view = visualization(graph, store=store)
+    widget = view.render_widget(height=height, **options)
+
+    def expand(node) -> None:
+        entity_id = getattr(node, "id", node)
+        if entity_id is None:
+            return
+        more = visualization(store.neighbors(str(entity_id), hops=1, limit=limit), store=store)
+        widget.add_data(nodes=more.nodes, relationships=more.relationships, on_dangling="none",
+                        on_duplicate="ignore")
+
+    widget.on_node_event("double_click", expand)
+    widget.kgmm_expand = expand
+    return widget
 
 
 def show(graph: Any, *, store=None, highlight: Iterable[str] = (), height: str = "600px", **options):
@@ -254,5 +274,5 @@ def load_ipython_extension(ipython) -> None:
     ipython.register_magic_function(cypher_magic, magic_kind="cell", magic_name="cypher")
 
 
-__all__ = ["HIGHLIGHT", "MAX_NODES", "CypherResult", "as_subgraph", "cypher", "load_ipython_extension", "show",
+__all__ = ["HIGHLIGHT", "MAX_NODES", "CypherResult", "as_subgraph", "cypher", "explore", "load_ipython_extension", "show",
            "type_colour", "visualization", "write_html"]

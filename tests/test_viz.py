@@ -120,3 +120,17 @@ def test_cypher_rows_as_table_and_graph(store):
     assert len(drawn.relations) == 2
     with pytest.raises(ValidationError, match="empty"):
         cypher(store, "  ")
+
+
+def test_explore_widget_adds_a_nodes_neighbours(store):
+    from kgmm.viz import explore
+
+    widget = explore(store.neighbors(METFORMIN, hops=1), store=store)
+    assert {str(node.id) for node in widget.nodes} == {METFORMIN, DIABETES}
+    widget.kgmm_expand(DIABETES)
+    ids = {str(node.id) for node in widget.nodes}
+    assert ids >= {METFORMIN, DIABETES, THIRST, "medical:drug:insulin"}
+    relationships = [str(r.id) for r in widget.relationships]
+    assert len(relationships) == len(set(relationships)) == 3  # the Metformin edge is not added twice
+    widget.kgmm_expand(DIABETES)
+    assert len(widget.nodes) == len(ids)
