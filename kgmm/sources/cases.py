@@ -341,17 +341,15 @@ def read_catalogue_cases(path: str | Path, target: str = "articleType") -> list[
 
 # ---- MedPix ----------------------------------------------------------------------------------------
 
-def _medpix_records(path: Path) -> Iterator[tuple[int, dict]]:
-    for number, line in enumerate(_read_text(path, "MedPix JSON lines").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SourceError(f"not a JSON object ({e})", path=str(path), line=number) from e
-        if not isinstance(record, dict):
-            raise SourceError("expected a JSON object per line", path=str(path), line=number)
-        yield number, record
+def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line, object)`` per JSON-object line, read by :func:`kgmm.sources.files.iter_json_records`; a case
+    file is all or nothing, so its first bad line (or an empty or binary file) is raised."""
+    from kgmm.sources.files import iter_json_records
+
+    for item in iter_json_records(path):
+        if isinstance(item, SourceError):
+            raise item
+        yield item
 
 
 def _medpix_text(value) -> str:
@@ -362,10 +360,10 @@ def _read_medpix(path: Path) -> Iterator[Case]:
     captions: dict[str, list[tuple[str, str]]] = {}
     descriptions = path.parent / "descriptions_test.jsonl"
     if descriptions.is_file():
-        for _, record in _medpix_records(descriptions):
+        for _, record in _json_records(descriptions):
             caption = _medpix_text((record.get("Description") or {}).get("Caption"))
             captions.setdefault(str(record.get("U_id", "")), []).append((str(record.get("image", "")), caption))
-    for number, record in _medpix_records(path):
+    for number, record in _json_records(path):
         case = record.get("Case")
         case_id = str(record.get("U_id") or "").strip()
         if not isinstance(case, dict) or not case_id:
@@ -386,7 +384,7 @@ def medpix_topics(path: str | Path) -> dict[str, str]:
     """Case diagnosis -> the text about that disease in a MedPix file (the topic's disease discussion, else
     the case's discussion): material for a label -> finding graph, not the case's own history."""
     topics: dict[str, str] = {}
-    for _, record in _medpix_records(Path(path)):
+    for _, record in _json_records(Path(path)):
         case, topic = record.get("Case") or {}, record.get("Topic") or {}
         label = _medpix_text(case.get("Case Diagnosis") or case.get("Title"))
         text = _medpix_text(topic.get("Disease Discussion") or case.get("Discussion"))
@@ -398,15 +396,7 @@ def medpix_topics(path: str | Path) -> dict[str, str]:
 # ---- JSONL -----------------------------------------------------------------------------------------
 
 def _read_jsonl(path: Path) -> Iterator[Case]:
-    for number, line in enumerate(_read_text(path, "JSON lines").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SourceError(f"not a JSON object ({e})", path=str(path), line=number) from e
-        if not isinstance(record, dict):
-            raise SourceError("expected a JSON object per line", path=str(path), line=number)
+    for number, record in _json_records(path):
         yield case_from_record(record, path=path, line=number)
 
 

@@ -675,9 +675,10 @@ def train_diagnosis(
     _, best_epoch = _fit(model, batches, gold, epochs=epochs, lr=lr, weight_decay=weight_decay,
                          batch_size=batch_size, label_smoothing=label_smoothing, seed=seed, progress=progress)
     net = model.net
-    model.temperature = fit_temperature(model.logits(batches["val"]), gold["val"])
+    val_logits = model.logits(batches["val"])
+    model.temperature = fit_temperature(val_logits, gold["val"])
     model.save(out)
-    val_probabilities = torch.softmax(model.logits(batches["val"]) / model.temperature, dim=1)
+    val_probabilities = torch.softmax(val_logits / model.temperature, dim=1)
     summary = {"out": str(out), "dataset": dataset, "cases": len(labelled), "train": len(train),
                "catalogue_cases": len(extra), "init_from": str(init_from) if init_from else None,
                "transferred_parameters": len(transferred),
