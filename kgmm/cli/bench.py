@@ -6,10 +6,9 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import DatabaseOption, JsonOption, UserOption, emit, render_metrics
+from kgmm.cli.output import DatabaseOption, JsonOption, UserOption, command_group, emit, render_metrics
 
-bench_app = typer.Typer(help="Benchmarks: ingest, start-up, stores, graph learning, vision, fusion, QA, photo QA, diagnosis.",
-                        no_args_is_help=True)
+bench_app = command_group("Benchmarks: ingest, start-up, stores, graph learning, vision, fusion, QA, photo QA, diagnosis.")
 
 
 @bench_app.command("ingest")

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, emit, render_metrics
+from kgmm.cli.output import JsonOption, command_group, emit, render_metrics
 
-domain_app = typer.Typer(help="Scaffold and check domain packs (entity types, lexicon, relations, labels).",
-                         no_args_is_help=True)
+domain_app = command_group("Scaffold and check domain packs (entity types, lexicon, relations, labels).")
 
 
 @domain_app.command("init")

@@ -18,6 +18,7 @@ from kgmm.cli.output import (
     open_existing_store,
     store_location,
 )
+from kgmm.sources import FORMATS
 
 
 def render_stats(result: dict) -> None:
@@ -129,7 +130,8 @@ def register(app: typer.Typer) -> None:
         store: str | None = StoreOption,
         user: str | None = UserOption,
         database: str | None = DatabaseOption,
-        fmt: str = typer.Option("auto", "--format", "-f", help="Input format (auto-detected per path by default)."),
+        fmt: str = typer.Option("auto", "--format", "-f", help=f"Input format: {', '.join(FORMATS)} (auto: detected "
+                                "per path from its suffix and layout)."),
         text_column: str | None = typer.Option(None, "--text-column", help="Text column of JSONL/CSV input."),
         limit: int | None = typer.Option(None, "--limit", help="Read at most this many sources."),
         batch_size: int = typer.Option(256, "--batch-size", help="Sources extracted and written together."),

@@ -25,6 +25,14 @@ DatabaseOption = typer.Option(
 )
 
 
+def command_group(help: str, **options) -> typer.Typer:
+    """Return a Typer app (or sub-command group) configured as every kgmm group is: help with no arguments, no shell
+    completion, no pretty tracebacks, and help text shown as written (no rich markup, which would eat
+    ``[brackets]``)."""
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                       rich_markup_mode=None, **options)
+
+
 def store_location(store: str | None) -> str:
     return store or os.environ.get(STORE_ENV) or DEFAULT_STORE
 

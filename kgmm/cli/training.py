@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, emit, render_metrics
+from kgmm.cli.output import JsonOption, command_group, emit, render_metrics
 
-train_app = typer.Typer(help="Train models: extraction, link prediction, alignment, QA, diagnosis.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate models and print metrics as a table (and JSON with --json).", no_args_is_help=True)
+train_app = command_group("Train models: extraction, link prediction, alignment, QA, diagnosis.")
+eval_app = command_group("Evaluate models and print metrics as a table (and JSON with --json).")
 
 DATASETS = ("bc5cdr", "conll04")
 
