@@ -15,6 +15,7 @@ entities are not part of the model, so it answers over any graph with the same r
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -476,7 +477,7 @@ def train_qa(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=epochs * batches_per_epoch,
                                                    pct_start=0.1)
     history = []
-    best = (-1.0, 0, None)
+    best = (-math.inf, 0, None)  # the score is -loss without a validation split, and a loss may stay above 1
     stale = 0
     for epoch in range(1, epochs + 1):
         model.train()

@@ -77,6 +77,23 @@ def trained(world):
     return out, result
 
 
+def test_training_on_a_few_questions_without_validation_keeps_the_last_epoch(world, tmp_path):
+    """Twenty questions or fewer leave no validation split, so epochs are chosen by loss, which here stays above 1."""
+    from kgmm.tasks.qa import QAModel, train_qa
+
+    _, kb, train = world
+    many_answers = [line for line in train.read_text(encoding="utf-8").splitlines()
+                    if line.startswith("what films did")][:8]
+    few = tmp_path / "few.txt"
+    few.write_text("\n".join(many_answers) + "\n", encoding="utf-8")
+    result = train_qa(kb, [few], tmp_path / "model", epochs=2, batch_size=4, lr=1e-7, fusion="early-concat",
+                      steps=1, progress=False)
+    assert result["validation"] == 0 and result["trained_on"] == 8
+    assert min(row["loss"] for row in result["history"]) > 1.0
+    assert result["best_epoch"] in (1, 2)
+    assert sorted(QAModel(tmp_path / "model").relations) == sorted({relation.upper() for _, relation, _ in movie_world()})
+
+
 def _digest(folder: Path) -> str:
     digest = hashlib.sha1()
     for path in sorted(folder.rglob("*")):
