@@ -35,6 +35,7 @@ ID_COLUMNS = ("id",)
 # One spaCy doc per source: longer texts are cut into parts of at most this many characters.
 MAX_DOCUMENT_CHARS = 100_000
 _SNIFF_BYTES = 8192
+_STRAY_NULS = 4
 _READ_CHARS = 1 << 20
 _MAX_METADATA_VALUE_CHARS = 200
 _MAX_METADATA_FIELDS = 20
@@ -65,22 +66,26 @@ def read_error(path: Path, error: OSError) -> SourceError:
 # ---------------------------------------------------------------- text checks
 
 
-def sniff_problem(path: Path) -> SourceError | None:
-    """Return why the start of ``path`` is not UTF-8 text (empty, binary, UTF-16), or ``None``."""
+def sniff_problem(path: Path, *, stray_nul: bool = False) -> SourceError | None:
+    """Return why the start of ``path`` is not UTF-8 text (empty, binary, UTF-16), or ``None``.
+
+    With ``stray_nul`` (files read line by line, where one bad line is skipped alone) a few NUL bytes do not make
+    the file binary; more than ``_STRAY_NULS`` that are also more than one in a hundred bytes do.
+    """
     with open_binary(path) as f:
         head = f.read(_SNIFF_BYTES)
     if not head:
         return SourceError("the file is empty; remove it or add text", path=str(path))
-    return _binary_problem(path, head, 0)
+    return _binary_problem(path, head, 0, stray_nul=stray_nul)
 
 
-def _binary_problem(path: Path, chunk: bytes, offset: int) -> SourceError | None:
+def _binary_problem(path: Path, chunk: bytes, offset: int, *, stray_nul: bool = False) -> SourceError | None:
     if offset == 0 and chunk[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         return SourceError(
             "the file is UTF-16 encoded; re-encode it to UTF-8 (e.g. `iconv -f utf-16 -t utf-8`)", path=str(path)
         )
     nul = chunk.find(b"\x00")
-    if nul >= 0:
+    if nul >= 0 and (not stray_nul or chunk.count(b"\x00") > max(_STRAY_NULS, len(chunk) // 100)):
         return SourceError(
             f"looks like a binary file (NUL byte at byte offset {offset + nul}); kgmm reads UTF-8 text: "
             "convert it to .txt, or list images in a manifest",
@@ -237,6 +242,8 @@ class LineReader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.bad_lines: dict[int, tuple[int, bytes]] = {}
+        # Lines holding a NUL byte (line number -> byte offset): also in ``bad_lines``, decoded without the NULs.
+        self.nul_lines: dict[int, int] = {}
         self.line_number = 0
 
     def __iter__(self) -> Iterator[str]:
@@ -245,11 +252,16 @@ class LineReader:
             for raw in f:
                 self.line_number += 1
                 data = raw[3:] if self.line_number == 1 and raw.startswith(codecs.BOM_UTF8) else raw
+                skipped = len(raw) - len(data)
+                nul = data.find(b"\x00")
+                if nul >= 0:
+                    self.nul_lines[self.line_number] = offset + skipped + nul
+                    self.bad_lines[self.line_number] = (offset + skipped + nul, b"\x00")
+                    data = data.replace(b"\x00", b"")
                 try:
                     line = data.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    skipped = len(raw) - len(data)
-                    self.bad_lines[self.line_number] = (offset + skipped + e.start, data[e.start : e.end])
+                    self.bad_lines.setdefault(self.line_number, (offset + skipped + e.start, data[e.start : e.end]))
                     line = data.decode("utf-8", errors="replace")
                 offset += len(raw)
                 yield line
@@ -257,7 +269,7 @@ class LineReader:
 
 def iter_json_records(path: Path) -> Iterator[tuple[int, dict] | SourceError]:
     """Yield ``(line, object)`` for each JSON object line of a JSONL file, or a ``SourceError`` per bad line."""
-    problem = sniff_problem(path)
+    problem = sniff_problem(path, stray_nul=True)
     if problem is not None:
         yield problem
         return
@@ -265,7 +277,7 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, dict] | SourceError]:
     records = 0
     for number, line in enumerate(lines, start=1):
         if number in lines.bad_lines:
-            yield encoding_error(path, *lines.bad_lines[number], line=number)
+            yield _line_problem(path, lines, number, f"line {number}")
             continue
         if not line.strip():
             continue
@@ -295,8 +307,11 @@ def iter_csv_rows(path: Path) -> Iterator[tuple[int, int, dict[str, str]] | Sour
     """Yield ``(row, line, {column: value})`` for each data row of a CSV/TSV file, or a ``SourceError`` per bad row.
 
     The first line is the header. ``row`` counts data rows from 1; ``line`` is the file line the row ends on.
+    A row with a NUL byte, bytes that are not UTF-8 or broken quoting is reported and skipped, and the rows after
+    it keep their own text: a quote that is never closed is reported at the line that opened it, and reading goes
+    on from the next line instead of swallowing the rest of the file into one field.
     """
-    problem = sniff_problem(path)
+    problem = sniff_problem(path, stray_nul=True)
     if problem is not None:
         yield problem
         return
@@ -304,7 +319,7 @@ def iter_csv_rows(path: Path) -> Iterator[tuple[int, int, dict[str, str]] | Sour
     line_iter = iter(lines)
     header_line = next(line_iter, "")
     if 1 in lines.bad_lines:
-        yield encoding_error(path, *lines.bad_lines[1], line=1, label="header")
+        yield _line_problem(path, lines, 1, "header")
         return
     delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(header_line)
     _raise_field_limit()
@@ -312,48 +327,127 @@ def iter_csv_rows(path: Path) -> Iterator[tuple[int, int, dict[str, str]] | Sour
     if not any(header):
         yield SourceError("the first line (the header) is empty; put the column names there", path=str(path), line=1)
         return
-    reader = csv.reader(_chain_line(header_line, line_iter), delimiter=delimiter)
-    next(reader)
-    previous_line = 1
     row = 0
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
+    for first, last, values in _csv_records(line_iter, delimiter, len(header)):
+        if values is None:
             row += 1
+            swallowed = f"lines {first + 1}-{last}" if last > first else "the end of the file"
             yield SourceError(
-                f"row {row}: malformed CSV ({e}); fix the quoting of this row", path=str(path), line=lines.line_number
+                f"row {row}: a quote opened on this line is never closed (it would swallow {swallowed} into one "
+                "field); close or remove the quote: this row is skipped and the lines after it are read as rows of "
+                "their own",
+                path=str(path), line=first,
             )
-            previous_line = lines.line_number
             continue
-        line = reader.line_num
-        span = range(previous_line + 1, line + 1)
-        previous_line = line
+        if isinstance(values, str):
+            row += 1
+            yield SourceError(f"row {row}: malformed CSV ({values}); fix the quoting of this row", path=str(path),
+                              line=first)
+            continue
         if not values or not any(v.strip() for v in values):
             continue
         row += 1
-        bad_line = next((n for n in span if n in lines.bad_lines), None)
+        bad_line = next((n for n in range(first, last + 1) if n in lines.bad_lines), None)
         if bad_line is not None:
-            yield encoding_error(path, *lines.bad_lines[bad_line], line=bad_line, label=f"row {row}")
+            yield _line_problem(path, lines, bad_line, f"row {row}")
             continue
         if len(values) != len(header):
             yield SourceError(
                 f"row {row} has {len(values)} fields but the header has {len(header)} ({', '.join(header)}); "
                 f"quote values that contain {delimiter!r} or a quote, or fix the row",
                 path=str(path),
-                line=line,
+                line=last,
             )
             continue
-        yield row, line, dict(zip(header, values, strict=True))
+        yield row, last, dict(zip(header, values, strict=True))
     if row == 0:
         yield SourceError("the file has a header but no rows; add rows or remove it", path=str(path))
 
 
-def _chain_line(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
+# A quoted field may span lines; one spanning more than this is read as a quote that was never closed.
+MAX_RECORD_LINES = 10_000
+MAX_RECORD_CHARS = 16 << 20
+
+
+def _csv_records(lines: Iterator[str], delimiter: str, width: int) -> Iterator[tuple[int, int, list[str] | str | None]]:
+    """Group the physical lines after the header into CSV records: ``(first line, last line, fields)``.
+
+    A record ends at a line end outside quotes; ``fields`` is the parsed list, or what is wrong with a one-line
+    record's quoting. A quote that is never closed — still open at the end of the file (or after
+    ``MAX_RECORD_LINES`` lines or ``MAX_RECORD_CHARS`` characters), or closed lines later in a way that leaves no
+    well-formed record of ``width`` fields — comes as ``(first line, last line read, None)``, and grouping starts
+    again from the line after its first.
+    """
+    pending: list[str] = []  # lines read ahead while a quoted field was open, to be grouped again
+    number = 1
+    source = iter(lines)
+    while True:
+        line = pending.pop() if pending else next(source, None)
+        if line is None:
+            return
+        number += 1
+        first, parts, chars = number, [line], len(line)
+        in_quotes = _ends_in_quotes(line, delimiter, False)
+        while in_quotes and len(parts) < MAX_RECORD_LINES and chars < MAX_RECORD_CHARS:
+            following = pending.pop() if pending else next(source, None)
+            if following is None:
+                break
+            parts.append(following)
+            chars += len(following)
+            in_quotes = _ends_in_quotes(following, delimiter, True)
+        fields = None if in_quotes else _parse_record("".join(parts), delimiter)
+        if len(parts) > 1 and (fields is None or isinstance(fields, str) or len(fields) != width):
+            yield first, first + len(parts) - 1, None
+            pending.extend(reversed(parts[1:]))
+            continue
+        number = first + len(parts) - 1
+        yield first, number, fields
+
+
+def _ends_in_quotes(line: str, delimiter: str, in_quotes: bool) -> bool:
+    """Whether a CSV quoted field is still open at the end of ``line`` (given whether one was open at its start).
+
+    A quote opens a field only at the field's start; elsewhere it is a literal character, as the csv module reads it.
+    """
+    if '"' not in line:
+        return in_quotes
+    at_field_start = not in_quotes
+    index, size = 0, len(line)
+    while index < size:
+        char = line[index]
+        if in_quotes:
+            if char == '"':
+                if line.startswith('"', index + 1):
+                    index += 2
+                    continue
+                in_quotes = False
+        elif char == '"' and at_field_start:
+            in_quotes = True
+        at_field_start = not in_quotes and char in (delimiter, "\n", "\r")
+        index += 1
+    return in_quotes
+
+
+def _parse_record(text: str, delimiter: str) -> list[str] | str:
+    """Return the fields of one CSV record, or what is wrong with its quoting."""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as e:
+        return str(e)
+    if len(rows) > 1:
+        return "a line end outside quotes inside one record"
+    return rows[0] if rows else []
+
+
+def _line_problem(path: Path, lines: LineReader, number: int, label: str) -> SourceError:
+    """Return the ``SourceError`` for a line with a NUL byte or bytes that are not UTF-8."""
+    if number in lines.nul_lines:
+        return SourceError(
+            f"{label}: a NUL byte (0x00) at byte offset {lines.nul_lines[number]}; remove it (e.g. `tr -d '\\000'`) "
+            "or fix the row",
+            path=str(path), line=number,
+        )
+    return encoding_error(path, *lines.bad_lines[number], line=number, label=label)
 
 
 def _sniff_delimiter(header_line: str) -> str:
@@ -523,7 +617,17 @@ def record_items(
     if columns.text is None or not has_field(record, columns.text):
         yield _missing_text_column(path, list(record), options, line, "record" if label.startswith("line") else "file")
         return
-    text = as_text(field_value(record, columns.text))
+    value = field_value(record, columns.text)
+    if isinstance(value, (bool, int, float)):
+        kind = "true/false" if isinstance(value, bool) else "a number"
+        yield SourceError(
+            f"{label}: column {columns.text!r} holds {kind} ({json.dumps(value)}), not text; write it as a JSON string "
+            "if it is the text, or point --text-column at the text field",
+            path=str(path),
+            line=line,
+        )
+        return
+    text = as_text(value)
     if text is None:
         yield SourceError(
             f"{label}: column {columns.text!r} holds a {type(field_value(record, columns.text)).__name__}, not text; "

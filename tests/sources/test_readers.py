@@ -375,6 +375,53 @@ def test_read_sources_csv_invalid_utf8_row_and_header_only(tmp_path):
     assert empty.path == str(header_only) and "no rows" in str(empty)
 
 
+def test_read_sources_csv_unterminated_quote_is_reported_and_later_rows_keep_their_text(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text('id,text\n1,"Aspirin treats headache.\n2,Metformin treats diabetes.\n3,"Ibuprofen, 400 mg"\n'
+                    "4,Fever and cough.\n", encoding="utf-8")
+
+    sources, (error,) = read(path)
+
+    assert [s.text for s in sources] == ["Metformin treats diabetes.", "Ibuprofen, 400 mg", "Fever and cough."]
+    assert error.line == 2 and "row 1: a quote opened on this line is never closed" in str(error)
+    assert [s.origin for s in sources] == [f"{path}#2", f"{path}#3", f"{path}#4"]
+
+
+def test_read_sources_csv_multiline_fields_and_literal_quotes_stay_one_row(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text('id,text\n1,"First line,\nsecond line."\n2,A 12" pizza\n3,He said ""no"" twice\n',
+                    encoding="utf-8")
+
+    sources, errors = read(path)
+
+    assert errors == []
+    assert [s.text for s in sources] == ["First line,\nsecond line.", 'A 12" pizza', 'He said ""no"" twice']
+
+
+def test_read_sources_csv_nul_byte_rejects_only_its_row(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"id,text\n1,Aspirin treats headache.\n2,Metformin \x00 treats diabetes.\n3,Ibuprofen.\n")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"id,text\n" + bytes(range(256)) * 8)
+
+    sources, errors = read(path, binary)
+
+    assert [s.text for s in sources] == ["Aspirin treats headache.", "Ibuprofen."]
+    nul, whole_file = errors
+    assert nul.line == 3 and "row 2: a NUL byte (0x00) at byte offset 47" in str(nul)
+    assert whole_file.path == str(binary) and "binary file" in str(whole_file)
+
+
+def test_read_sources_jsonl_number_as_text_is_reported(tmp_path):
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": 12345}, {"text": True}, {"text": "Real text."}])
+
+    sources, errors = read(path)
+
+    assert [s.text for s in sources] == ["Real text."]
+    assert [e.line for e in errors] == [1, 2]
+    assert "holds a number (12345), not text" in str(errors[0]) and "true/false" in str(errors[1])
+
+
 # ---------------------------------------------------------------- image manifests
 
 
