@@ -34,6 +34,10 @@ class StoreError(KgmmError):
     """A graph store could not be opened, written or queried."""
 
 
+class WriteRefusedError(StoreError):
+    """A query tried to write to a store it was allowed only to read (the database refused it)."""
+
+
 class ValidationError(KgmmError):
     """A value (label, relation type, parameter) failed validation before reaching a store."""
 

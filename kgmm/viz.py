@@ -239,10 +239,10 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def cypher(store, query: str, parameters: dict[str, Any] | None = None) -> CypherResult:
-    """Run ``query`` on ``store`` (embedded or Neo4j) and return a :class:`CypherResult` (a table in a notebook;
-    ``.show()`` draws it)."""
-    return CypherResult(store, query, store.cypher(query, parameters))
+def cypher(store, query: str, parameters: dict[str, Any] | None = None, *, write: bool = False) -> CypherResult:
+    """Run ``query`` on ``store`` (embedded or Neo4j; read-only unless ``write``) and return a :class:`CypherResult`
+    (a table in a notebook; ``.show()`` draws it)."""
+    return CypherResult(store, query, store.cypher(query, parameters, write=write))
 
 
 def load_ipython_extension(ipython) -> None:

@@ -101,7 +101,7 @@ def bolt_store_factory(bolt_server):
     def factory(index: int = 0, **options):
         store = open_store(bolt_server.uri, user=bolt_server.user, password=bolt_server.password,
                            database=BOLT_DATABASES[index], **options)
-        store.cypher("MATCH (n) DETACH DELETE n")
+        store.cypher("MATCH (n) DETACH DELETE n", write=True)
         opened.append(store)
         return store
 

@@ -275,9 +275,11 @@ def register(app: typer.Typer) -> None:
         user: str | None = UserOption,
         database: str | None = DatabaseOption,
         param: list[str] = typer.Option([], "--param", "-p", help="Query parameter NAME=VALUE (repeatable)."),
+        write: bool = typer.Option(False, "--write", help="Let the query change the store (by default the database "
+                                   "refuses any write, and the query runs even while an ingest holds the write lock)."),
         as_json: bool = JsonOption,
     ) -> None:
-        """Run a raw Cypher query against the store."""
+        """Run one Cypher statement against the store: read-only unless --write."""
         from kgmm.errors import ValidationError
 
         parameters = {}
@@ -286,8 +288,8 @@ def register(app: typer.Typer) -> None:
             if not sep or not key:
                 raise ValidationError(f"--param expects NAME=VALUE, got {item!r}")
             parameters[key] = _parse_value(value)
-        with open_existing_store(store, user, database, read_only=False) as graph_store:
-            rows = graph_store.cypher(query, parameters)
+        with open_existing_store(store, user, database, read_only=not write) as graph_store:
+            rows = graph_store.cypher(query, parameters, write=write)
         emit({"query": query, "rows": rows}, as_json, render_rows)
 
     @app.command()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kgmm.errors import ValidationError
@@ -36,6 +37,18 @@ from kgmm.schema import (
 from kgmm.store import records
 
 MAX_HOPS = 4
+
+
+@dataclass(frozen=True)
+class Retraction:
+    """What :meth:`GraphStore.retract_sources` took back: sources emptied back to placeholders, extracted mentions
+    deleted, relations deleted (no source left) or updated (fewer sources), entities deleted (nothing left)."""
+
+    sources: int = 0
+    mentions: int = 0
+    relations_removed: int = 0
+    relations_updated: int = 0
+    entities_removed: int = 0
 
 
 def _check_label(kind: str, label: str) -> None:
@@ -78,9 +91,9 @@ class GraphStore(ABC):
     _alias_index: records.AliasIndex | None = None
 
     # ---- writes ---------------------------------------------------------------------------
-    def upsert_sources(self, sources: Sequence[Source]) -> int:
-        """Insert sources not yet stored; return how many were new."""
-        return self._upsert_sources(list(sources)) if sources else 0
+    def upsert_sources(self, sources: Sequence[Source], *, domain: str = "") -> int:
+        """Insert sources not yet stored, noting the domain pack they were extracted with; return how many were new."""
+        return self._upsert_sources(list(sources), str(domain or "")) if sources else 0
 
     def upsert_entities(self, entities: Sequence[Entity]) -> int:
         """Insert new entities and merge aliases/ontology ids into existing ones; return how many were new."""
@@ -119,6 +132,27 @@ class GraphStore(ABC):
         ids = list(dict.fromkeys(source_ids))
         return self._known_sources(ids) if ids else set()
 
+    def source_domains(self, source_ids: Iterable[str]) -> dict[str, str]:
+        """Return, for each of ``source_ids`` already stored, the domain pack it was extracted with ('' if unknown:
+        stored by an earlier kgmm)."""
+        ids = list(dict.fromkeys(source_ids))
+        return self._source_domains(ids) if ids else {}
+
+    def retract_sources(self, source_ids: Iterable[str]) -> Retraction:
+        """Take back what the extraction of these sources added, so they can be extracted again (another pack,
+        or a graph damaged by hand), in one transaction.
+
+        Their extracted mentions go (retrieved image links stay); each relation loses these sources from its
+        evidence and goes when none is left; an entity they touched goes when no mention or relation is left; the
+        sources become placeholders, which ingest reads as not stored. Interrupted, nothing is taken back.
+        """
+        ids = list(dict.fromkeys(source_ids))
+        return self._retract_sources(ids) if ids else Retraction()
+
+    def sources_without_mentions(self) -> list[Source]:
+        """Return the stored sources that no entity is mentioned in (those whose entities were deleted, say)."""
+        return self._sources_without_mentions()
+
     # ---- reads ----------------------------------------------------------------------------
     def get_entity(self, entity_id: str) -> Entity | None:
         """Return the entity with this id, or None."""
@@ -156,11 +190,15 @@ class GraphStore(ABC):
         """Return counts of entities, relations, sources and mentions (``retrieved_links``: those retrieved)."""
         return self._stats()
 
-    def cypher(self, query: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run a raw Cypher query (values as ``$parameters``) and return its rows as dicts."""
-        if not query or not query.strip():
+    def cypher(self, query: str, parameters: dict[str, Any] | None = None, *, write: bool = False) -> list[dict[str, Any]]:
+        """Run one raw Cypher statement (values as ``$parameters``) and return its rows as dicts.
+
+        Read-only unless ``write``: the database itself refuses a write (a read-only transaction, or a store opened
+        read-only), raising :class:`kgmm.errors.WriteRefusedError` with nothing changed.
+        """
+        if not isinstance(query, str) or not query.strip():
             raise ValidationError("expected a Cypher query, got an empty string")
-        return self._cypher(query, dict(parameters or {}))
+        return self._cypher(query, dict(parameters or {}), bool(write))
 
     def iter_entities(self) -> Iterator[Entity]:
         """Yield every entity."""
@@ -206,7 +244,16 @@ class GraphStore(ABC):
 
     # ---- backend work ---------------------------------------------------------------------
     @abstractmethod
-    def _upsert_sources(self, sources: list[Source]) -> int: ...
+    def _upsert_sources(self, sources: list[Source], domain: str) -> int: ...
+
+    @abstractmethod
+    def _source_domains(self, source_ids: list[str]) -> dict[str, str]: ...
+
+    @abstractmethod
+    def _retract_sources(self, source_ids: list[str]) -> Retraction: ...
+
+    @abstractmethod
+    def _sources_without_mentions(self) -> list[Source]: ...
 
     @abstractmethod
     def _upsert_entities(self, entities: list[Entity]) -> int: ...
@@ -265,7 +312,7 @@ class GraphStore(ABC):
     def _stats(self) -> GraphStats: ...
 
     @abstractmethod
-    def _cypher(self, query: str, parameters: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def _cypher(self, query: str, parameters: dict[str, Any], write: bool) -> list[dict[str, Any]]: ...
 
     @abstractmethod
     def _iter_entities(self) -> Iterator[Entity]: ...

@@ -16,7 +16,6 @@ a batch may change (it brings evidence, aliases or a higher confidence) are read
 
 from __future__ import annotations
 
-import re
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kgmm.errors import StoreError, ValidationError
+from kgmm.errors import StoreError, ValidationError, WriteRefusedError
 from kgmm.schema import (
+    PROVENANCE_EXTRACTED,
     PROVENANCE_RETRIEVED,
     Entity,
     GraphStats,
@@ -37,7 +37,7 @@ from kgmm.schema import (
     normalize_name,
 )
 from kgmm.store import records
-from kgmm.store.base import GraphStore
+from kgmm.store.base import GraphStore, Retraction
 from kgmm.store.queries import ladybug as queries
 from kgmm.utils import paused_gc
 
@@ -59,7 +59,6 @@ _ENTITY_LISTS = (("id", "STRING"), ("aliases", "STRING[]"), ("ontology_ids", "ST
 _RELATION_MERGE = (
     ("head", "STRING"), ("tail", "STRING"), ("confidence", "DOUBLE"), ("sources", "STRING[]"), ("sentences", "STRING[]"),
 )
-_WRITE_CLAUSE = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE|COPY|DROP|ALTER)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -166,8 +165,10 @@ class EmbeddedStore(GraphStore):
         self.uri = str(self.path)
         self.read_only = bool(read_only)
         self._relation_types: dict[str, str] = {}  # lower-case name -> name as created
-        # Whether MENTIONED_IN has the provenance columns: a store of an older kgmm opened read-only lacks them.
+        # Whether MENTIONED_IN has the provenance columns and Source its domain: a store of an older kgmm opened
+        # read-only lacks them.
         self._mention_provenance = True
+        self._source_domain = True
         database_file = self._prepare_location()
         self._key = str(database_file.resolve())
         database = self._acquire_database(ladybug, database_file)
@@ -252,19 +253,20 @@ class EmbeddedStore(GraphStore):
                 f"{self.path / DATABASE_FILE} is a LadybugDB database but not a kgmm store (no Entity/Source tables); "
                 "open it once with read_only=False to create them, or choose another directory"
             )
-        self._prepare_mention_columns()
+        self._mention_provenance = self._prepare_added_columns(queries.MENTIONED_IN)
+        self._source_domain = self._prepare_added_columns(queries.SOURCE)
         self._load_relation_types()
 
-    def _prepare_mention_columns(self) -> None:
-        """Add the provenance columns to the MENTIONED_IN of a store written before they existed (a writable
-        open), or remember they are absent, so reads return the defaults (a read-only open)."""
-        names = {row["name"] for row in self._rows(queries.mention_columns(), {}, action="read the schema")}
-        missing = [name for name, _, _ in queries.MENTION_PROVENANCE_COLUMNS if name not in names]
+    def _prepare_added_columns(self, table: str) -> bool:
+        """Add the columns that ``table`` gained after the first release to a store written before them (a writable
+        open); return whether the table has them (a read-only open of such a store does not: reads use defaults)."""
+        names = {row["name"] for row in self._rows(queries.table_columns(table), {}, action="read the schema")}
+        missing = [name for name, _, _ in queries.ADDED_COLUMNS[table] if name not in names]
         if missing and not self.read_only:
-            for statement in queries.add_mention_columns(missing):
-                self._execute(statement, {}, action="add the mention provenance columns")
+            for statement in queries.add_columns(table, missing):
+                self._execute(statement, {}, action=f"add the new columns of {table}")
             missing = []
-        self._mention_provenance = not missing
+        return not missing
 
     def close(self) -> None:
         """Release the database handle (the database closes when its last store in this process does)."""
@@ -360,14 +362,14 @@ class EmbeddedStore(GraphStore):
             return
         self._execute(table.copy, {"rows": rows}, action=action)
 
-    def _upsert_sources(self, sources: list[Source]) -> int:
+    def _upsert_sources(self, sources: list[Source], domain: str) -> int:
         self._require_writable()
         batch: dict[str, Source] = {}
         for source in sources:
             batch.setdefault(source.id, source)
         present = self._existing_ids(queries.existing_source_ids(), list(batch))
         complete = self._existing_ids(queries.complete_source_ids(), list(present)) if present else set()
-        rows = [records.source_row(s) for source_id, s in batch.items() if source_id not in complete]
+        rows = [records.source_row(s, domain) for source_id, s in batch.items() if source_id not in complete]
         new = [row for row in rows if row["id"] not in present]
         placeholders = [row for row in rows if row["id"] in present]
         if rows:
@@ -594,6 +596,59 @@ class EmbeddedStore(GraphStore):
     def _known_sources(self, source_ids: list[str]) -> set[str]:
         return self._existing_ids(queries.complete_source_ids(), source_ids)
 
+    def _source_domains(self, source_ids: list[str]) -> dict[str, str]:
+        if not self._source_domain:
+            return dict.fromkeys(self._known_sources(source_ids), "")
+        found: dict[str, str] = {}
+        for chunk in records.chunks(source_ids, _LOOKUP_CHUNK):
+            for row in self._rows(queries.source_domains(), {"ids": list(chunk)}, action="read source domains"):
+                found[row["id"]] = row["domain"] or ""
+        return found
+
+    def _retract_sources(self, source_ids: list[str]) -> Retraction:
+        self._require_writable()
+        ids = sorted(self._existing_ids(queries.existing_source_ids(), source_ids))
+        if not ids:
+            return Retraction()
+        retracted, touched = set(ids), set()
+        extracted = {"ids": ids, "provenance": PROVENANCE_EXTRACTED}
+        with self._transaction("retract sources"):
+            mentioned = [row["id"] for row in self._rows(queries.extracted_mentions_of_sources(), extracted,
+                                                          action="read mentions")]
+            touched.update(mentioned)
+            self._execute(queries.delete_extracted_mentions(), extracted, action="delete mentions")
+            removed = updated = 0
+            for relation_type in self._relation_types_now():
+                deletes, updates = [], []
+                for row in self._rows(queries.relations_citing(relation_type), {"ids": ids}, action="read relations"):
+                    touched.update((row["head"], row["tail"]))
+                    sources, sentences = records.without_sources(row["sources"] or [], row["sentences"] or [], retracted)
+                    pair = {"head": row["head"], "tail": row["tail"]}
+                    if sources:
+                        updates.append({**pair, "confidence": row["confidence"], "sources": sources, "sentences": sentences})
+                    else:
+                        deletes.append(pair)
+                if deletes:
+                    self._execute(queries.delete_relations(relation_type),
+                                  {"rows": _arrow(deletes, (("head", "STRING"), ("tail", "STRING")))},
+                                  action="delete relations")
+                if updates:
+                    self._execute(queries.update_relations(relation_type), {"rows": _arrow(updates, _RELATION_MERGE)},
+                                  action="update relation sources")
+                removed, updated = removed + len(deletes), updated + len(updates)
+            orphans = [row["id"] for row in self._rows(queries.unconnected_entities(), {"ids": sorted(touched)},
+                                                        action="find unconnected entities")] if touched else []
+            if orphans:
+                self._execute(queries.delete_entities(), {"ids": orphans}, action="delete entities")
+            self._execute(queries.sources_to_placeholders(), {"ids": ids}, action="retract sources")
+        self._alias_index = None
+        return Retraction(sources=len(ids), mentions=len(mentioned), relations_removed=removed,
+                          relations_updated=updated, entities_removed=len(orphans))
+
+    def _sources_without_mentions(self) -> list[Source]:
+        return [records.source_from_row(row) for row in self._rows(queries.sources_without_mentions(), {},
+                                                                   action="read sources")]
+
     # ---- reads ------------------------------------------------------------------------------
     def _get_entity(self, entity_id: str) -> Entity | None:
         found = self._entities_by_id([entity_id])
@@ -727,11 +782,30 @@ class EmbeddedStore(GraphStore):
             retrieved_links=retrieved,
         )
 
-    def _cypher(self, query: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = self._rows(query, parameters, action="run the Cypher query")
-        if _WRITE_CLAUSE.search(query):
-            self._alias_index = None  # the query may have changed entity names
-        return rows
+    def _cypher(self, query: str, parameters: dict[str, Any], write: bool) -> list[dict[str, Any]]:
+        # A parameter makes LadybugDB prepare the query, which it does for one statement only (as Bolt runs one):
+        # "COMMIT; MATCH (n) DETACH DELETE n" cannot step out of the read-only transaction below.
+        parameters = parameters or {"kgmm_one_statement": True}
+        try:
+            if write:
+                self._require_writable()
+                self._alias_index = None  # the query may change entity names
+                return self._rows(query, parameters, action="run the Cypher query")
+            if self.read_only:  # the database itself refuses writes
+                return self._rows(query, parameters, action="run the Cypher query")
+            self._execute("BEGIN TRANSACTION READ ONLY", {}, action="run the Cypher query")
+            try:
+                return self._rows(query, parameters, action="run the Cypher query")
+            finally:
+                try:
+                    self._execute("ROLLBACK", {}, action="end the read-only transaction")
+                except StoreError:
+                    pass  # the failed statement ended the transaction already
+        except StoreError as e:
+            failure = _cypher_failure(e, self.uri)
+            if failure is e:
+                raise
+            raise failure from e
 
     def _node_ranges(self) -> Iterator[dict[str, int]]:
         """Yield [start, stop) windows over the Entity table's internal offsets, for paging without sorting."""
@@ -772,6 +846,22 @@ class EmbeddedStore(GraphStore):
             rows = self._rows(queries.mention_range(provenance=self._mention_provenance), window, action="read mentions")
             rows.sort(key=lambda row: (row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
             yield from (records.mention_from_row(row["entity_id"], row) for row in rows)
+
+
+def _cypher_failure(error: StoreError, uri: str) -> StoreError:
+    """Return the error a raw Cypher query failed with, saying so in one line where the database refused a write or
+    a query of several statements."""
+    message = str(error.__cause__ or error)
+    lowered = message.lower()
+    if "read-only" in lowered or "read only" in lowered:
+        return WriteRefusedError(
+            f"refused: the Cypher query writes, and the store at {uri} is open read-only for it ({message.strip()}); "
+            "to let it write, pass --write to kgmm cypher (write=True in Python)"
+        )
+    if "multiple statements" in lowered:
+        return StoreError(f"could not run the Cypher query on the store at {uri}: it holds several statements; "
+                          "run one statement per query")
+    return error
 
 
 class _NoConnection:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from kgmm.errors import MissingDependencyError, StoreError, ValidationError
+from kgmm.errors import MissingDependencyError, StoreError, ValidationError, WriteRefusedError
 from kgmm.schema import (
+    PROVENANCE_EXTRACTED,
     PROVENANCE_RETRIEVED,
     Entity,
     GraphStats,
@@ -34,7 +34,7 @@ from kgmm.schema import (
     normalize_name,
 )
 from kgmm.store import records
-from kgmm.store.base import GraphStore
+from kgmm.store.base import GraphStore, Retraction
 from kgmm.store.queries import neo4j as queries
 from kgmm.utils import paused_gc
 
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 5_000
 _PAGE_SIZE = 10_000
-_WRITE_CLAUSE = re.compile(r"\b(CREATE|MERGE|SET|DELETE|REMOVE|DROP|LOAD\s+CSV)\b", re.IGNORECASE)
 _SCHEMA_FIX = (
     "ask an administrator to run graph/schema.cypher once (cypher-shell -f graph/schema.cypher), "
     "or connect as a user who may create constraints"
@@ -118,6 +117,10 @@ def _entity_row(batch: records.EntityColumns, i: int) -> list[Any]:
     name, aliases = str(batch.name[i]), batch.aliases[i]
     return [batch.id[i], name, batch.type[i], str(batch.domain[i]), _list_or_none(aliases),
             _list_or_none(batch.ontology_ids[i]), normalize_name(name), records.alias_keys(aliases) if aliases else None]
+
+
+class _WriteAttempt(Exception):
+    """Raised inside a read transaction whose query wrote, so the driver rolls it back (not retried)."""
 
 
 class Neo4jStore(GraphStore):
@@ -317,11 +320,11 @@ class Neo4jStore(GraphStore):
                 "upsert the entities first"
             )
 
-    def _upsert_sources(self, sources: list[Source]) -> int:
+    def _upsert_sources(self, sources: list[Source], domain: str) -> int:
         batch: dict[str, Source] = {}
         for source in sources:
             batch.setdefault(source.id, source)
-        rows_of = {source_id: records.source_row(source) for source_id, source in batch.items()}
+        rows_of = {source_id: records.source_row(source, domain) for source_id, source in batch.items()}
 
         def work(tx: Any) -> int:
             complete = {row["id"] for row in self._lookup(tx, queries.complete_source_ids(), list(batch))}
@@ -485,6 +488,50 @@ class Neo4jStore(GraphStore):
             write=False, action="look up sources",
         )
 
+    def _source_domains(self, source_ids: list[str]) -> dict[str, str]:
+        return self._run(
+            lambda tx: {row["id"]: row["domain"] for row in self._lookup(tx, queries.source_domains(), source_ids)},
+            write=False, action="read source domains",
+        )
+
+    def _retract_sources(self, source_ids: list[str]) -> Retraction:
+        retracted = set(source_ids)
+
+        def work(tx: Any) -> Retraction:
+            ids = [row["id"] for row in self._lookup(tx, queries.existing_source_ids(), source_ids)]
+            if not ids:
+                return Retraction()
+            parameters = {"ids": ids, "provenance": PROVENANCE_EXTRACTED}
+            mentioned = [row["id"] for row in tx.run(queries.delete_extracted_mentions(), parameters).data()]
+            touched = set(mentioned)
+            deletes: dict[str, list[dict[str, Any]]] = {}
+            updates: dict[str, list[dict[str, Any]]] = {}
+            for row in tx.run(queries.relations_citing(), {"ids": ids}).data():
+                touched.update((row["head"], row["tail"]))
+                sources, sentences = records.without_sources(row["sources"] or [], row["sentences"] or [], retracted)
+                pair = {"head": row["head"], "tail": row["tail"]}
+                if sources:
+                    updates.setdefault(row["type"], []).append({**pair, "sources": sources, "sentences": sentences})
+                else:
+                    deletes.setdefault(row["type"], []).append(pair)
+            for relation_type, rows in deletes.items():
+                self._write_rows(tx, queries.delete_relations(relation_type), rows)
+            for relation_type, rows in updates.items():
+                self._write_rows(tx, queries.set_relation_evidence(relation_type), rows)
+            removed = sum(tx.run(queries.delete_unconnected_entities(), {"ids": list(chunk)}).single()["n"]
+                          for chunk in records.chunks(sorted(touched), self.batch_size))
+            tx.run(queries.sources_to_placeholders(), {"ids": ids}).consume()
+            return Retraction(sources=len(ids), mentions=len(mentioned),
+                              relations_removed=sum(map(len, deletes.values())),
+                              relations_updated=sum(map(len, updates.values())), entities_removed=removed)
+
+        self._alias_index = None
+        return self._run(work, write=True, action="retract sources")
+
+    def _sources_without_mentions(self) -> list[Source]:
+        return [records.source_from_row(row) for row in self._read(queries.sources_without_mentions(), {},
+                                                                   action="read sources")]
+
     # ---- reads ------------------------------------------------------------------------------
     def _entities_by_id(self, entity_ids: Sequence[str]) -> dict[str, Entity]:
         ids = list(dict.fromkeys(entity_ids))
@@ -588,17 +635,34 @@ class Neo4jStore(GraphStore):
 
         return self._run(work, write=False, action="count the graph")
 
-    def _cypher(self, query: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-        writes = bool(_WRITE_CLAUSE.search(query))
-
+    def _cypher(self, query: str, parameters: dict[str, Any], write: bool) -> list[dict[str, Any]]:
         def work(tx: Any) -> list[dict[str, Any]]:
             result = tx.run(query, parameters)
-            return [{key: _plain(value) for key, value in record.items()} for record in result]
+            rows = [{key: _plain(value) for key, value in record.items()} for record in result]
+            summary = result.consume()
+            if not write and (summary.query_type in ("w", "rw", "s") or summary.counters.contains_updates
+                              or summary.counters.contains_system_updates):
+                # A server that ignores the read access mode (not Neo4j) still reports what the query did: raising
+                # here rolls the transaction back.
+                raise _WriteAttempt(summary.query_type)
+            return rows
 
-        rows = self._run(work, write=writes, action="run the Cypher query")
-        if writes:
-            self._alias_index = None  # the query may have changed entity names
-        return rows
+        if write:
+            self._alias_index = None  # the query may change entity names
+        try:
+            return self._run(work, write=write, action="run the Cypher query")
+        except _WriteAttempt as e:
+            raise self._write_refused(f"the server reports a query of type {e.args[0]!r}; rolled back") from e
+        except StoreError as e:
+            if "access mode" in str(e).lower() or "read-only" in str(e).lower():
+                raise self._write_refused(str(e.__cause__ or e)) from e
+            raise
+
+    def _write_refused(self, detail: str) -> WriteRefusedError:
+        return WriteRefusedError(
+            f"refused: the Cypher query writes, and {self.where} is open read-only for it ({detail}); to let it "
+            "write, pass --write to kgmm cypher (write=True in Python)"
+        )
 
     def _entity_pages(self) -> Iterator[list[dict[str, Any]]]:
         after = ""

@@ -86,14 +86,28 @@ def _to_json(source: Source, name: str, value: Any) -> str:
         raise ValidationError(f"source {source.id!r}: {name} must be JSON-serialisable ({e})") from e
 
 
-def source_row(source: Source) -> dict[str, Any]:
-    """Return the stored properties of a source (attributes and metadata as JSON text)."""
+def source_row(source: Source, domain: str = "") -> dict[str, Any]:
+    """Return the stored properties of a source (attributes and metadata as JSON text), with the domain pack it
+    was extracted with."""
     return {
         "id": source.id, "kind": str(source.kind), "text": str(source.text), "origin": str(source.origin),
         "title": str(source.title), "image_path": source.image_path, "subject": source.subject,
         "subject_type": source.subject_type, "attributes": _to_json(source, "attributes", source.attributes),
-        "metadata": _to_json(source, "metadata", source.metadata),
+        "metadata": _to_json(source, "metadata", source.metadata), "domain": str(domain or ""),
     }
+
+
+def without_sources(sources: Sequence[str], sentences: Sequence[str], retracted: set[str]) -> tuple[list[str], list[str]]:
+    """Return a relation's evidence lists with the ``retracted`` sources (and the sentences aligned with them) left
+    out; sentences past the sources' length, which align with none, are kept."""
+    kept_sources, kept_sentences = [], []
+    for position, source_id in enumerate(sources):
+        if source_id not in retracted:
+            kept_sources.append(source_id)
+            if position < len(sentences):
+                kept_sentences.append(sentences[position])
+    kept_sentences += list(sentences[len(sources):])
+    return kept_sources, kept_sentences
 
 
 def relation_from_row(row: dict[str, Any]) -> Relation:

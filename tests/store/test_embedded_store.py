@@ -6,7 +6,7 @@ import pytest
 from tiny_graph import DIABETES, DOC_A, DOC_B, INSULIN, METFORMIN, THIRST, tiny_entities, tiny_relations, write_batch
 
 from kgmm.errors import StoreError, ValidationError
-from kgmm.schema import PROVENANCE_RETRIEVED, Mention, Relation
+from kgmm.schema import PROVENANCE_RETRIEVED, Mention, Relation, Source
 from kgmm.store import embedded as embedded_module
 from kgmm.store import open_store
 from kgmm.store.embedded import EmbeddedStore
@@ -195,7 +195,7 @@ def old_store(tmp_path):
 
 
 def _mention_columns(store: EmbeddedStore) -> set[str]:
-    return {row["name"] for row in store.cypher(queries.mention_columns())}
+    return {row["name"] for row in store.cypher(queries.table_columns(queries.MENTIONED_IN))}
 
 
 def test_old_store_read_only_reads_mentions_as_extracted(old_store):
@@ -206,6 +206,28 @@ def test_old_store_read_only_reads_mentions_as_extracted(old_store):
         assert [(m.start, m.end, m.provenance, m.confidence) for m in reader.iter_mentions()] == [(0, 9, "extracted", 1.0)]
         stats = reader.stats()
         assert (stats.mentions, stats.retrieved_links, stats.documents) == (1, 0, 1)
+
+
+def test_old_store_source_domains_read_as_unknown_and_a_writable_open_adds_the_column(old_store):
+    with open_store(old_store, read_only=True) as reader:
+        assert reader.source_domains(["doc:a"]) == {"doc:a": ""}
+    with open_store(old_store) as store:
+        assert store.source_domains(["doc:a"]) == {"doc:a": ""}
+        store.upsert_sources([Source.document("New text.", "b.txt")], domain="medical")
+        assert store.source_domains([Source.document("New text.", "b.txt").id]) == {
+            Source.document("New text.", "b.txt").id: "medical"}
+
+
+def test_cypher_read_only_store_refuses_writes_while_another_process_writes(graph):
+    """A read-only open needs no write lock: ``kgmm cypher`` runs beside an ingest that holds it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kgmm.store import open_store; s = open_store(sys.argv[1], read_only=True); "
+            "print(s.cypher('MATCH (e:Entity) RETURN count(e) AS n')[0]['n'])")
+    result = subprocess.run([sys.executable, "-c", code, str(graph.path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == graph.stats().entities
 
 
 def test_old_store_writable_open_adds_the_provenance_columns(old_store):

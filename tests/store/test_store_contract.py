@@ -20,8 +20,9 @@ from tiny_graph import (
     write_batch,
 )
 
-from kgmm.errors import StoreError, ValidationError
+from kgmm.errors import StoreError, ValidationError, WriteRefusedError
 from kgmm.schema import PROVENANCE_EXTRACTED, PROVENANCE_RETRIEVED, Entity, Mention, Relation, Source
+from kgmm.store.base import Retraction
 
 
 @pytest.fixture
@@ -417,7 +418,7 @@ def test_mention_written_without_provenance_reads_as_extracted(graph):
     graph.cypher(
         "MATCH (e:Entity {id: $entity_id}), (s:Source {id: $source_id}) CREATE (e)-[:MENTIONED_IN "
         "{start_char: 50, end_char: 56, text: 'kidney', sentence: 'Kidney.', negated: false, uncertain: false}]->(s)",
-        {"entity_id": KIDNEY, "source_id": DOC_B.id},
+        {"entity_id": KIDNEY, "source_id": DOC_B.id}, write=True,
     )
     [old] = [m for m, _ in graph.mentions(KIDNEY) if m.source_id == DOC_B.id]
     assert (old.provenance, old.confidence) == (PROVENANCE_EXTRACTED, 1.0)
@@ -479,3 +480,69 @@ def test_relation_types_differing_only_in_case_are_refused_in_one_batch(store):
     with pytest.raises(ValidationError, match="differ only in case"):
         store.upsert_relations([Relation(METFORMIN, "TREATS", DIABETES, 0.5, "x"), Relation(INSULIN, "treats", DIABETES, 0.5, "x")])
     assert store.stats().relations == 0
+
+
+@pytest.mark.parametrize("query", [
+    "MATCH (n:Entity) DETACH DELETE n",
+    "CREATE (:Entity {id: 'intruder'})",
+    "MATCH (e:Entity) SET e.name = 'x' RETURN e.id AS id",
+])
+def test_cypher_is_read_only_unless_asked_to_write(graph, query):
+    before = graph.stats()
+    with pytest.raises(WriteRefusedError, match="--write"):
+        graph.cypher(query)
+    assert graph.stats() == before
+    assert graph.get_entity(METFORMIN).name == "Metformin" and graph.get_entity("intruder") is None
+
+
+def test_cypher_runs_one_statement_so_a_read_cannot_smuggle_a_write(graph):
+    before = graph.stats()
+    for query in ("MATCH (e:Entity) RETURN count(e) AS n; MATCH (n) DETACH DELETE n",
+                  "COMMIT; MATCH (n) DETACH DELETE n"):
+        with pytest.raises(StoreError):
+            graph.cypher(query)
+    assert graph.stats() == before
+
+
+def test_cypher_writes_when_asked(graph):
+    rows = graph.cypher("MATCH (e:Entity {id: $id}) SET e.name = $name RETURN e.name AS name",
+                        {"id": FLU, "name": "Grippe"}, write=True)
+    assert rows == [{"name": "Grippe"}] and graph.get_entity(FLU).name == "Grippe"
+
+
+def test_sources_remember_the_domain_they_were_extracted_with(store):
+    store.upsert_entities(tiny_entities())
+    store.upsert_sources([DOC_A, IMAGE], domain="medical")
+    store.upsert_sources([DOC_B])
+    assert store.source_domains([DOC_A.id, DOC_B.id, IMAGE.id, "doc:unknown"]) == {
+        DOC_A.id: "medical", DOC_B.id: "", IMAGE.id: "medical"}
+
+
+def test_retract_sources_takes_back_their_extraction_and_nothing_else(graph):
+    before = graph.stats()
+    # DOC_B also backs Metformin -> Diabetes, and an image link (retrieved) points at it.
+    graph.upsert_relations([Relation(METFORMIN, "TREATS", DIABETES, 0.8, "dep_pattern", [DOC_B.id], ["b says so"])])
+    graph.upsert_mentions([Mention(KIDNEY, DOC_B.id, 0, 0, "", "", provenance=PROVENANCE_RETRIEVED, confidence=0.5)])
+
+    assert graph.retract_sources([DOC_B.id, "doc:never-stored"]) == Retraction(
+        sources=1, mentions=3, relations_removed=2, relations_updated=1, entities_removed=2)
+
+    assert graph.known_sources([DOC_A.id, DOC_B.id, IMAGE.id]) == {DOC_A.id, IMAGE.id}
+    assert graph.get_entity(INSULIN) is None and graph.get_entity(THIRST) is None  # nothing left of them
+    assert graph.get_entity(DIABETES) is not None and graph.get_entity(FLU) is not None  # still used / never touched
+    (treats,) = list(graph.iter_relations())
+    assert (treats.head, treats.sources, treats.sentences) == (METFORMIN, [DOC_A.id], ["Metformin treats diabetes."])
+    assert [(m.entity_id, m.provenance) for m in graph.iter_mentions() if m.source_id == DOC_B.id] == [
+        (KIDNEY, PROVENANCE_RETRIEVED)]
+    assert graph.retract_sources([DOC_B.id]).mentions == 0  # again: nothing extracted is left
+
+    write_batch(graph)  # extracted again: the graph is whole again
+    after = graph.stats()
+    assert (after.entities, after.relations, after.documents, after.mentions) == (
+        before.entities, before.relations, before.documents, before.mentions + 1)
+
+
+def test_sources_without_mentions_are_those_whose_entities_are_gone(graph):
+    assert graph.sources_without_mentions() == []
+    graph.cypher("MATCH (e:Entity {id: $id}) DETACH DELETE e", {"id": KIDNEY}, write=True)
+    assert [source.id for source in graph.sources_without_mentions()] == [IMAGE.id]

@@ -27,11 +27,16 @@ MENTION_PROVENANCE_COLUMNS = (
     ("provenance", "STRING", f"'{PROVENANCE_EXTRACTED}'"),
     ("confidence", "DOUBLE", "1.0"),
 )
+# Source columns added later, written by every ingest but never read with a source's content (a store written
+# before them, opened read-only, lacks them): the domain pack a source was extracted with.
+SOURCE_ADDED_COLUMNS = (("domain", "STRING", "''"),)
 
 _SCHEMA = (
     f"CREATE NODE TABLE IF NOT EXISTS {SOURCE}("
     "id STRING, kind STRING, text STRING, origin STRING, title STRING, image_path STRING, "
-    "subject STRING, subject_type STRING, attributes STRING, metadata STRING, PRIMARY KEY(id))",
+    "subject STRING, subject_type STRING, attributes STRING, metadata STRING, "
+    + "".join(f"{name} {kind} DEFAULT {default}, " for name, kind, default in SOURCE_ADDED_COLUMNS)
+    + "PRIMARY KEY(id))",
     f"CREATE NODE TABLE IF NOT EXISTS {ENTITY}("
     "id STRING, name STRING, type STRING, domain STRING, aliases STRING[], ontology_ids STRING[], "
     "name_key STRING, alias_keys STRING[], PRIMARY KEY(id))",
@@ -92,17 +97,24 @@ def list_tables() -> str:
     return "CALL show_tables() RETURN name, type"
 
 
-def mention_columns() -> str:
-    """Return the query listing the property names of MENTIONED_IN (``table_info`` takes only a literal)."""
-    return f"CALL table_info('{MENTIONED_IN}') RETURN name"
+# Columns added after the first release, per table: (name, type, default).
+ADDED_COLUMNS = {MENTIONED_IN: MENTION_PROVENANCE_COLUMNS, SOURCE: SOURCE_ADDED_COLUMNS}
 
 
-def add_mention_columns(missing: Sequence[str]) -> tuple[str, ...]:
-    """Return the DDL that adds the ``missing`` columns of :data:`MENTION_PROVENANCE_COLUMNS` to MENTIONED_IN
-    (a store written before they existed), each with its default for the mentions already stored."""
+def table_columns(table: str) -> str:
+    """Return the query listing the property names of one of :data:`ADDED_COLUMNS`' tables (``table_info`` takes
+    only a literal)."""
+    if table not in ADDED_COLUMNS:
+        raise ValidationError(f"no added columns in table {table!r}")
+    return f"CALL table_info('{table}') RETURN name"
+
+
+def add_columns(table: str, missing: Sequence[str]) -> tuple[str, ...]:
+    """Return the DDL that adds the ``missing`` columns of ``ADDED_COLUMNS[table]`` (a store written before they
+    existed), each with its default for the rows already stored."""
     return tuple(
-        f"ALTER TABLE {MENTIONED_IN} ADD {name} {kind} DEFAULT {default}"
-        for name, kind, default in MENTION_PROVENANCE_COLUMNS if name in missing
+        f"ALTER TABLE {table} ADD {name} {kind} DEFAULT {default}"
+        for name, kind, default in ADDED_COLUMNS[table] if name in missing
     )
 
 
@@ -141,7 +153,8 @@ def _rel_table(table: str, from_label: str, to_label: str, columns: tuple[tuple[
     return Table(columns, create, f"COPY {table} FROM $rows")
 
 
-_SOURCE_TABLE = _node_table(SOURCE, tuple((name, "STRING") for name in SOURCE_COLUMNS))
+_SOURCE_WRITTEN = (*SOURCE_COLUMNS, *(name for name, _, _ in SOURCE_ADDED_COLUMNS))
+_SOURCE_TABLE = _node_table(SOURCE, tuple((name, "STRING") for name in _SOURCE_WRITTEN))
 _ENTITY_TABLE = _node_table(ENTITY, (
     ("id", "STRING"), ("name", "STRING"), ("type", "STRING"), ("domain", "STRING"), ("aliases", "STRING[]"),
     ("ontology_ids", "STRING[]"), ("name_key", "STRING"), ("alias_keys", "STRING[]"),
@@ -158,7 +171,7 @@ _RELATION_COLUMNS = (
 
 
 def source_table() -> Table:
-    """Return how Source rows are created (columns: SOURCE_COLUMNS, all strings)."""
+    """Return how Source rows are created (columns: SOURCE_COLUMNS and the domain, all strings)."""
     return _SOURCE_TABLE
 
 
@@ -185,8 +198,70 @@ def create_source_placeholders() -> str:
 
 def complete_sources() -> str:
     """Set the content of placeholder sources from ``$rows`` (an Arrow table of the Source columns)."""
-    assigned = ", ".join(f"s.{name} = `{name}`" for name in SOURCE_COLUMNS if name != "id")
+    assigned = ", ".join(f"s.{name} = `{name}`" for name in _SOURCE_WRITTEN if name != "id")
     return f"LOAD FROM $rows MATCH (s:{SOURCE} {{id: `id`}}) SET {assigned}"
+
+
+# ---- retraction (a source's extraction taken back, to extract it again) -------------------------
+def extracted_mentions_of_sources() -> str:
+    """Return the entity id of every extracted mention in the sources ``$ids`` (one row per mention)."""
+    return (
+        f"UNWIND $ids AS key MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE} {{id: key}}) "
+        "WHERE m.provenance = $provenance RETURN e.id AS id"
+    )
+
+
+def delete_extracted_mentions() -> str:
+    """Delete the extracted mentions in the sources ``$ids`` (retrieved links stay)."""
+    return (
+        f"UNWIND $ids AS key MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE} {{id: key}}) "
+        "WHERE m.provenance = $provenance DELETE m"
+    )
+
+
+def relations_citing(relation_type: str) -> str:
+    """Return the edges of one type whose sources include one of ``$ids``, with their evidence lists."""
+    return (
+        f"MATCH (a:{ENTITY})-[r:{relation_table(relation_type)}]->(b:{ENTITY}) WHERE list_has_any(r.sources, $ids) "
+        "RETURN a.id AS head, b.id AS tail, r.confidence AS confidence, r.sources AS sources, r.sentences AS sentences"
+    )
+
+
+def delete_relations(relation_type: str) -> str:
+    """Delete the edges of one type between the pairs of the Arrow table ``$rows`` (columns: head, tail)."""
+    return (
+        f"LOAD FROM $rows MATCH (a:{ENTITY} {{id: `head`}})-[r:{relation_table(relation_type)}]->(b:{ENTITY} {{id: `tail`}}) "
+        "DELETE r"
+    )
+
+
+def unconnected_entities() -> str:
+    """Return the ids among ``$ids`` of entities with no relation and no mention left."""
+    return f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}}) WHERE NOT EXISTS {{ MATCH (e)-[]-() }} RETURN e.id AS id"
+
+
+def delete_entities() -> str:
+    """Delete the entities ``$ids`` (which have no edges)."""
+    return f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}}) DELETE e"
+
+
+def sources_to_placeholders() -> str:
+    """Empty the sources ``$ids`` back to placeholders (id only), which ingest reads as not stored."""
+    cleared = ", ".join(f"s.{name} = NULL" for name in _SOURCE_WRITTEN if name != "id")
+    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) SET {cleared}"
+
+
+def source_domains() -> str:
+    """Return the domain pack each stored (complete) source among ``$ids`` was extracted with."""
+    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL RETURN s.id AS id, s.domain AS domain"
+
+
+def sources_without_mentions() -> str:
+    """Return the stored (complete) sources that no entity is mentioned in, with their content."""
+    return (
+        f"MATCH (s:{SOURCE}) WHERE s.kind IS NOT NULL AND NOT EXISTS {{ MATCH (:{ENTITY})-[:{MENTIONED_IN}]->(s) }} "
+        f"RETURN {_SOURCE_FIELDS} ORDER BY s.id"
+    )
 
 
 def update_entity_lists() -> str:

@@ -202,6 +202,68 @@ def sources_by_id() -> str:
     return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL RETURN {SOURCE_FIELDS}"
 
 
+def source_domains() -> str:
+    """Return the domain pack each stored (complete) source among ``$ids`` was extracted with."""
+    return (f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL "
+            "RETURN s.id AS id, coalesce(s.domain, '') AS domain")
+
+
+def sources_without_mentions() -> str:
+    """Return the stored (complete) sources that no entity is mentioned in, with their content."""
+    return (
+        f"MATCH (s:{SOURCE}) WHERE s.kind IS NOT NULL AND NOT EXISTS {{ MATCH (:{ENTITY})-[:{MENTIONED_IN}]->(s) }} "
+        f"RETURN {SOURCE_FIELDS} ORDER BY s.id"
+    )
+
+
+# ---- retraction (a source's extraction taken back, to extract it again) -------------------------
+def delete_extracted_mentions() -> str:
+    """Delete the extracted mentions in the sources ``$ids`` (retrieved links stay); one row per deleted mention,
+    with its entity id. Mentions written before provenance existed count as extracted."""
+    return (
+        f"UNWIND $ids AS key MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE} {{id: key}}) "
+        f"WHERE coalesce(m.provenance, '{PROVENANCE_EXTRACTED}') = $provenance "
+        "WITH e.id AS id, m DELETE m RETURN id"
+    )
+
+
+def relations_citing() -> str:
+    """Return the relations whose sources include one of ``$ids``, with their evidence lists."""
+    return (
+        f"MATCH (a:{ENTITY})-[r]->(b:{ENTITY}) WHERE any(source IN r.sources WHERE source IN $ids) "
+        "RETURN a.id AS head, type(r) AS type, b.id AS tail, r.sources AS sources, r.sentences AS sentences"
+    )
+
+
+def delete_relations(relation_type: str) -> str:
+    """Delete the relations of one type between the pairs of ``$rows`` (maps: head, tail)."""
+    return (
+        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row.head}})-[r:{label(relation_type, kind='relation type')}]->"
+        f"(b:{ENTITY} {{id: row.tail}}) DELETE r"
+    )
+
+
+def set_relation_evidence(relation_type: str) -> str:
+    """Set the sources and sentences of the relations of one type between the pairs of ``$rows``."""
+    return (
+        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row.head}})-[r:{label(relation_type, kind='relation type')}]->"
+        f"(b:{ENTITY} {{id: row.tail}}) SET r.sources = row.sources, r.sentences = row.sentences"
+    )
+
+
+def delete_unconnected_entities() -> str:
+    """Delete the entities among ``$ids`` with no relation and no mention left; return how many."""
+    return (
+        f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}}) WHERE NOT EXISTS {{ MATCH (e)--() }} "
+        "DELETE e RETURN count(*) AS n"
+    )
+
+
+def sources_to_placeholders() -> str:
+    """Empty the sources ``$ids`` back to placeholders (id only), which ingest reads as not stored."""
+    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) SET s = {{id: key}}"
+
+
 def mention_keys_of_sources() -> str:
     return (
         f"UNWIND $ids AS key MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE} {{id: key}}) "
