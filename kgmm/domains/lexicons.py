@@ -8,11 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import IntEnum
 
 from kgmm.errors import DomainError
 
 LexiconBuilder = Callable[[], Iterator["LexiconEntry"]]
 _BUILDERS: dict[str, LexiconBuilder] = {}
+
+
+class TypeAuthority(IntEnum):
+    """How firmly a lexicon's source asserts an entry's type; when lexicons disagree, the firmest source decides.
+
+    - ``LISTED``: the source files the term under a heading that spans several types, so the type is only its
+      default: an HPO phenotypic abnormality (signs, symptoms and disease-level phenotypes such as hypertension
+      alike), a DDXPlus antecedent (a patient-history item: a past disease, an exposure, a habit).
+    - ``CLASSIFIED``: the source's classification files the term under the type: an ICD-10-CM code of a body-system
+      chapter is a diagnosis, though such chapters also hold some symptoms (chapter R says so in its preamble).
+    - ``DEFINED``: the type follows from what the source says the term is: ICD-10-CM chapter R ("Symptoms, signs
+      and abnormal clinical and laboratory findings"), HPO's Pain and Neoplasm branches, a diagnosis of a
+      differential (DDXPlus condition) or a disease database (Orphanet, OMIM), a DDXPlus symptom question.
+    - ``CURATED``: a hand-curated list (the seed lexicon, a pack's own lexicon file).
+    """
+
+    LISTED = 1
+    CLASSIFIED = 2
+    DEFINED = 3
+    CURATED = 4
 
 
 @dataclass(frozen=True)
@@ -25,6 +46,7 @@ class LexiconEntry:
         type (str): entity type of the domain pack.
         synonyms (tuple[str, ...]): other names, abbreviations and spellings that mean the same thing.
         ontology_ids (tuple[str, ...]): cross-references (``ICD10CM:J10``, ``DDXPLUS:E_91``).
+        authority (int): how firmly the source asserts ``type`` (a :class:`TypeAuthority`; default ``CLASSIFIED``).
     """
 
     id: str
@@ -32,6 +54,7 @@ class LexiconEntry:
     type: str
     synonyms: tuple[str, ...] = ()
     ontology_ids: tuple[str, ...] = ()
+    authority: int = TypeAuthority.CLASSIFIED
 
 
 def register_lexicon(name: str) -> Callable[[LexiconBuilder], LexiconBuilder]:

@@ -2,7 +2,7 @@
 
 Entries from several lexicons that share a normalised name become one entry (the first lexicon's id,
 the others' ids kept as cross-references), so "Fever" from HPO, ICD-10-CM and DDXPlus is one entity.
-The merged result is cached on disk, keyed by the pack and the kgmm version.
+The merged result is cached on disk, keyed by the pack, the kgmm version and the code that builds it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
 
 from kgmm import __version__
 from kgmm.domains import DomainPack
@@ -19,6 +21,8 @@ from kgmm.utils import cache_dir
 
 # Types whose names are proper names: never pluralised.
 _NAME_TYPES = {"Brand", "Person", "Organization", "Location", "Gender", "Season"}
+# The modules whose code decides the merged index: a change to any of them invalidates the cache.
+_INDEX_MODULES = ("kgmm.domains.lexicons", "kgmm.domains.builders", "kgmm.extract.lexicon")
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,17 @@ def load_lexicon_index(pack: DomainPack) -> LexiconIndex:
     if not pack.lexicons:
         return LexiconIndex(entries={}, phrases={})
     pack_files = sorted(p for p in pack.path.iterdir() if p.is_file())
-    key = content_hash(__version__, pack.name, *(p.name + ":" + p.read_text(encoding="utf-8", errors="replace") for p in pack_files))
+    key = content_hash(
+        __version__,
+        pack.name,
+        *_index_code(),
+        *(p.name + ":" + p.read_text(encoding="utf-8", errors="replace") for p in pack_files),
+    )
     cached = cache_dir() / "lexicons" / f"{pack.name}-{key}.json"
     if cached.is_file():
         try:
             return _from_json(json.loads(cached.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, IndexError):
             pass  # a damaged cache is rebuilt below
     index = merge_lexicons([build_lexicon(name, pack) for name in pack.lexicons], type_order=pack.entity_types)
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -62,27 +71,41 @@ def load_lexicon_index(pack: DomainPack) -> LexiconIndex:
 def merge_lexicons(lexicons: list[list[LexiconEntry]], type_order: tuple[str, ...] = ()) -> LexiconIndex:
     """Merge lexicons (in priority order) into one index; ambiguous synonyms are dropped.
 
-    When lexicons disagree on a concept's type, the type most of them give wins; a tie goes to the
-    type listed first in ``type_order`` (the pack's ``entity_types``: "Disease" before "Symptom").
+    A concept's type is decided by the lexicons that name it, by its name or by one of their synonyms
+    (ICD-10-CM lists "hypertension" under I10, so HPO's phenotype "Hypertension" is a disease). Only the
+    claims of the highest ``authority`` count (a disease vocabulary's code outranks a phenotype or
+    patient-history list; a symptom chapter or definition outranks a body-system chapter); among them the
+    type most give wins, and a tie goes to the type listed first in ``type_order`` (the pack's
+    ``entity_types``: "Disease" before "Symptom").
     """
     rank = {t: i for i, t in enumerate(type_order)}
     groups: dict[str, list[LexiconEntry]] = defaultdict(list)
-    for entries in lexicons:
+    naming_lexicons: dict[str, set[int]] = defaultdict(set)
+    for position, entries in enumerate(lexicons):
         for entry in entries:
-            groups[normalize_name(entry.name)].append(entry)
+            key = normalize_name(entry.name)
+            groups[key].append(entry)
+            naming_lexicons[key].add(position)
+    synonym_claims: dict[str, dict[int, LexiconEntry]] = defaultdict(dict)
+    for position, entries in enumerate(lexicons):
+        for entry in entries:
+            for synonym in entry.synonyms:
+                key = normalize_name(synonym)
+                if key in groups and position not in naming_lexicons[key]:
+                    synonym_claims[key].setdefault(position, entry)
 
     merged: dict[str, LexiconEntry] = {}
     primary: dict[str, str] = {}
     for key, group in groups.items():
         if not key:
             continue
-        types = Counter(e.type for e in group)
-        best = max(types.values())
-        entry_type = min((t for t in types if types[t] == best), key=lambda t: (rank.get(t, len(rank)), t))
+        entry_type, authority = _concept_type([*group, *synonym_claims[key].values()], rank)
         first = group[0]
         ontology_ids = list(dict.fromkeys(i for e in group for i in (e.id, *e.ontology_ids) if i != first.id))
         synonyms = list(dict.fromkeys(s for e in group for s in (e.name, *e.synonyms) if s != first.name))
-        merged[first.id] = LexiconEntry(first.id, first.name, entry_type, tuple(synonyms), tuple(ontology_ids))
+        merged[first.id] = LexiconEntry(
+            first.id, first.name, entry_type, tuple(synonyms), tuple(ontology_ids), authority
+        )
         primary[key] = first.id
 
     phrases: dict[str, str] = {}
@@ -98,6 +121,25 @@ def merge_lexicons(lexicons: list[list[LexiconEntry]], type_order: tuple[str, ..
         for phrase in _variants(merged[entry_id].name, merged[entry_id].type):
             phrases[phrase] = entry_id
     return LexiconIndex(entries=merged, phrases=phrases)
+
+
+def _concept_type(claims: list[LexiconEntry], rank: dict[str, int]) -> tuple[str, int]:
+    """Return the type and authority that ``claims`` settle on: the firmest claims, then the majority, then ``rank``."""
+    authority = max(claim.authority for claim in claims)
+    types = Counter(claim.type for claim in claims if claim.authority == authority)
+    best = max(types.values())
+    entry_type = min((t for t in types if types[t] == best), key=lambda t: (rank.get(t, len(rank)), t))
+    return entry_type, authority
+
+
+def _index_code() -> list[str]:
+    """The source of the modules that build and merge lexicons, for the cache key."""
+    sources = []
+    for module in _INDEX_MODULES:
+        spec = find_spec(module)
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        sources.append(origin.read_text(encoding="utf-8") if origin is not None and origin.is_file() else module)
+    return sources
 
 
 def is_abbreviation(term: str) -> bool:
@@ -130,11 +172,17 @@ def _plural(word: str) -> str:
 
 def _to_json(index: LexiconIndex) -> dict:
     return {
-        "entries": [[e.id, e.name, e.type, list(e.synonyms), list(e.ontology_ids)] for e in index.entries.values()],
+        "entries": [
+            [e.id, e.name, e.type, list(e.synonyms), list(e.ontology_ids), int(e.authority)]
+            for e in index.entries.values()
+        ],
         "phrases": index.phrases,
     }
 
 
 def _from_json(raw: dict) -> LexiconIndex:
-    entries = {row[0]: LexiconEntry(row[0], row[1], row[2], tuple(row[3]), tuple(row[4])) for row in raw["entries"]}
+    entries = {
+        row[0]: LexiconEntry(row[0], row[1], row[2], tuple(row[3]), tuple(row[4]), int(row[5]))
+        for row in raw["entries"]
+    }
     return LexiconIndex(entries=entries, phrases=dict(raw["phrases"]))

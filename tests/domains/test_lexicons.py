@@ -241,3 +241,28 @@ def test_regenerate_fashion_vocabulary_reproduces_shipped_file(tmp_path):
 def test_shipped_data_files_are_small():
     for path in (builders.DDXPLUS_LEXICON, builders.SEED_LEXICON, builders.FASHION_VOCABULARY):
         assert path.stat().st_size < 1_000_000
+
+
+def test_builders_declare_how_firmly_they_type_an_entry():
+    from kgmm.domains.lexicons import TypeAuthority
+
+    hpo = by_id("hpo")
+    assert (hpo["HP:0000822"].type, hpo["HP:0000822"].authority) == ("Symptom", TypeAuthority.LISTED)  # Hypertension
+    assert (hpo["HP:0003326"].type, hpo["HP:0003326"].authority) == ("Symptom", TypeAuthority.DEFINED)  # Myalgia: Pain
+    assert hpo["HP:0003003"].authority == TypeAuthority.DEFINED and hpo["ORPHA:558"].authority == TypeAuthority.DEFINED
+    icd = by_id("icd10cm")
+    assert (icd["ICD10CM:R50.9"].type, icd["ICD10CM:R50.9"].authority) == ("Symptom", TypeAuthority.DEFINED)
+    assert (icd["ICD10CM:M79.1"].type, icd["ICD10CM:M79.1"].authority) == ("Disease", TypeAuthority.CLASSIFIED)
+    ddxplus = by_id("ddxplus")
+    assert ddxplus["DDXPLUS:pneumonia"].authority == TypeAuthority.DEFINED
+    assert ddxplus["DDXPLUS:E_91"].authority == TypeAuthority.DEFINED  # a symptom question: fever
+    assert (ddxplus["DDXPLUS:E_69"].type, ddxplus["DDXPLUS:E_69"].authority) == ("Finding", TypeAuthority.LISTED)
+    assert {e.authority for e in lexicon("medical_seed")} == {TypeAuthority.CURATED}
+
+
+def test_icd10cm_includes_notes_that_name_the_concept_become_synonyms():
+    entries = by_id("icd10cm")
+    assert "Hypertension" in entries["ICD10CM:I10"].synonyms  # includes: "hypertension (arterial) (benign) ..."
+    assert "Diabetes" in entries["ICD10CM:E11"].synonyms  # includes: "diabetes NOS"
+    assert "marijuana" not in {s.lower() for s in entries["ICD10CM:F12"].synonyms}  # an example of the content
+    assert entries["ICD10CM:A53.9"].name == "Syphilis"  # no other code's inclusion term takes its name
