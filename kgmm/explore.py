@@ -9,6 +9,7 @@ from __future__ import annotations
 from kgmm.errors import KgmmError
 from kgmm.schema import Entity, Relation, Source, Subgraph
 from kgmm.store.base import GraphStore
+from kgmm.utils import shorten
 
 
 class EntityNotFoundError(KgmmError):
@@ -57,7 +58,8 @@ def resolve_entity(store: GraphStore, name: str) -> Entity:
         return entity
     matches = store.find_entities(name, limit=1)
     if not matches:
-        raise EntityNotFoundError(f"no entity matches {name!r} in {store.uri}; try `kgmm search {name!r}` or `kgmm stats`")
+        shown = shorten(name)
+        raise EntityNotFoundError(f"no entity matches {shown!r} in {store.uri}; try `kgmm search {shown!r}` or `kgmm stats`")
     return matches[0].entity
 
 

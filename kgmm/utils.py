@@ -26,6 +26,12 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """Return ``text`` cut to at most ``limit`` characters (ending in "..."), for messages that echo user input."""
+    text = str(text)
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
 def cache_dir() -> Path:
     """Return kgmm's cache folder (``$KGMM_CACHE_DIR`` or ``~/.cache/kgmm``): lexicons, node features, images."""
     return Path(os.environ.get("KGMM_CACHE_DIR") or Path.home() / ".cache" / "kgmm")

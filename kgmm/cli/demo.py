@@ -7,9 +7,7 @@ from pathlib import Path
 
 import typer
 
-from kgmm.cli.output import JsonOption, console, emit
-
-DEFAULT_DEMO_STORE = "kgmm-demo-store"
+from kgmm.cli.output import DEMO_STORE, JsonOption, console, emit
 
 
 def render_demo(result: dict) -> None:
@@ -26,12 +24,15 @@ def render_demo(result: dict) -> None:
     for item in result["neighbourhoods"]:
         out.print()
         render_neighbourhood(item)
+    out.print()
+    out.print(f"explore it: kgmm stats --store {result['stats']['store']}  (or export KGMM_STORE={result['stats']['store']})",
+              markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        store: str = typer.Option(DEFAULT_DEMO_STORE, "--store", "-s", help="Store folder for the demo graph."),
+        store: str = typer.Option(DEMO_STORE, "--store", "-s", help="Store folder for the demo graph."),
         data: Path | None = typer.Option(None, "--data", help="The samples folder (default: ./data of a kgmm checkout)."),
         as_json: bool = JsonOption,
     ) -> None:

@@ -28,6 +28,8 @@ def render_diagnoses(result: dict) -> None:
             out.print(f"{key}: " + "; ".join(item["name"] for item in case[key]), markup=False, highlight=False)
     if case["unknown"]:
         out.print(f"not in the model: {', '.join(case['unknown'])}", markup=False, highlight=False)
+    if not result["diagnoses"] and result.get("reason"):
+        out.print(f"no ranking: {result['reason']}", markup=False, highlight=False)
     for rank, entry in enumerate(result["diagnoses"], start=1):
         out.print(f"{rank}. [bold]{entry['label']}[/]  p={entry['probability']:.3f}", highlight=False)
         for key, sign in (("supports", "+"), ("against", "-")):
@@ -55,6 +57,8 @@ def diagnose(
     top_k: int = typer.Option(5, "--top-k", "-k", help="Diagnoses to show."),
     age: float | None = typer.Option(None, "--age"),
     sex: str | None = typer.Option(None, "--sex", help="M or F."),
+    rank_anyway: bool = typer.Option(False, "--rank-anyway", help="Rank even when nothing in the case is known to "
+                                     "the model (the ranking is then the prior alone)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Rank diagnoses for a case, each with the graph evidence for and against it."""
@@ -71,7 +75,7 @@ def diagnose(
     attributes = {k: v for k, v in (("age", age), ("sex", sex)) if v is not None}
     case = Case("cli", None, present, missing, " ".join(text.split())[:MAX_TEXT_CHARS],
                 str(image) if image else None, attributes)
-    emit(chosen.diagnose(case, top_k=top_k), as_json, render_diagnoses)
+    emit(chosen.diagnose(case, top_k=top_k, rank_anyway=rank_anyway), as_json, render_diagnoses)
 
 
 def train_diagnosis(

@@ -69,7 +69,9 @@ def render_neighbourhood(result: dict) -> None:
 def render_search(result: dict) -> None:
     out = console()
     if not result["results"]:
-        out.print(f"no entity matches {result['query']!r}", markup=False)
+        from kgmm.utils import shorten
+
+        out.print(f"no entity matches {shorten(result['query'])!r}", markup=False)
     for match in result["results"]:
         out.print(f"[bold]{match['name']}[/] ({match['type']}, {match['id']}) score {match['score']:.2f} via {match['matched']!r}", highlight=False)
         for mention in match["mentions"]:
@@ -134,33 +136,65 @@ def register(app: typer.Typer) -> None:
                                 "per path from its suffix and layout)."),
         text_column: str | None = typer.Option(None, "--text-column", help="Text column of JSONL/CSV input."),
         limit: int | None = typer.Option(None, "--limit", help="Read at most this many sources."),
-        batch_size: int = typer.Option(256, "--batch-size", help="Sources extracted and written together."),
+        batch_size: int = typer.Option(256, "--batch-size", help="Most sources extracted and written together (a "
+                                       "batch also ends at 400,000 characters, so memory stays bounded)."),
         model: Path | None = typer.Option(None, "--model", "-m", help="A model from `kgmm train extraction` to add its entities and relations."),
         align_model: Path | None = typer.Option(None, "--align-model", help="An alignment model (`kgmm train align`; "
                                                 "default $KGMM_ALIGN_MODEL): images without a caption are linked to "
                                                 "their nearest entities (provenance 'retrieved')."),
+        reextract: bool = typer.Option(False, "--reextract", help="Extract sources already stored again, replacing "
+                                       "what their earlier extraction added (to apply another --domain or --model, or "
+                                       "to rebuild entities deleted by hand)."),
         as_json: bool = JsonOption,
     ) -> None:
-        """Extract entities and relations from PATHS and add them to the store."""
+        """Extract entities and relations from PATHS and add them to the store (committed batch by batch; Ctrl-C
+        keeps what was committed, and running the command again goes on)."""
         import os
 
         from kgmm.crossmodal import ALIGN_MODEL_ENV, resolve_align_model
+        from kgmm.ingest import IngestInterrupted, plan_ingest
 
         # Checked before anything is written, so a wrong path fails fast instead of after a long ingest.
         linker = resolve_align_model(align_model) if align_model is not None or os.environ.get(ALIGN_MODEL_ENV) else None
-        from kgmm.ingest import ingest as run_ingest
-
+        plan = plan_ingest(paths, domain=domain, fmt=fmt, text_column=text_column, limit=limit, batch_size=batch_size,
+                           model_dir=model, on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr))
         with open_any_store(store_location(store), user, database) as graph_store:
-            report = run_ingest(
-                paths, graph_store, domain=domain, fmt=fmt, text_column=text_column, limit=limit,
-                batch_size=batch_size, progress=sys.stderr.isatty() or not as_json, model_dir=model,
-                on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr),
-            )
-            result = {"store": graph_store.uri, "domain": domain, **report.to_dict()}
+            try:
+                report = plan.run(graph_store, reextract=reextract)
+            except IngestInterrupted as interrupted:
+                print(f"interrupted: committed {interrupted.report.summary(graph_store.uri)}; the batch in progress "
+                      "was not written: run the same command again to go on", file=sys.stderr)
+                raise typer.Exit(130) from None
+            result = {"store": graph_store.uri, **report.to_dict()}
+            for other, count in sorted(report.other_domains.items()):
+                print(f"warning: {count:,} source(s) already stored were extracted with the {other!r} pack, not "
+                      f"{report.domain!r}, and were left as they are; pass --reextract to extract them again with "
+                      f"{report.domain!r}", file=sys.stderr)
             if linker is not None:
                 from kgmm.crossmodal import link_uncaptioned_images
 
                 result["image_links"] = link_uncaptioned_images(graph_store, model=linker)
+        emit(result, as_json, _render_ingest)
+
+    @app.command()
+    def repair(
+        store: str | None = StoreOption,
+        user: str | None = UserOption,
+        database: str | None = DatabaseOption,
+        domain: str | None = typer.Option(None, "--domain", "-d", help="Extract with this pack instead of the one "
+                                          "each source was extracted with."),
+        every_source: bool = typer.Option(False, "--all", help="Extract every stored source again, not only those "
+                                          "whose entities are gone."),
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Rebuild the graph of stored sources whose entities are gone (deleted with `kgmm cypher --write`, say),
+        from the text the store keeps: no input files needed."""
+        from kgmm.ingest import repair as run_repair
+
+        with open_existing_store(store, user, database, read_only=False) as graph_store:
+            report = run_repair(graph_store, domain=domain, every_source=every_source,
+                                on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr))
+            result = {"store": graph_store.uri, **report.to_dict()}
         emit(result, as_json, _render_ingest)
 
     @app.command()
@@ -347,11 +381,12 @@ def _parse_value(value: str):
 
 def _render_ingest(result: dict) -> None:
     out = console()
+    reextracted = f", {result['sources_reextracted']:,} extracted again" if result["sources_reextracted"] else ""
     out.print(
-        f"ingested {result['sources_new']:,} new source(s) ({result['sources_known']:,} already stored) into {result['store']}: "
-        f"+{result['entities_new']:,} entities, +{result['relations_new']:,} relations, +{result['mentions_new']:,} mentions "
-        f"in {result['seconds_total']:.1f}s",
-        markup=False,
+        f"ingested {result['sources_new']:,} new source(s) ({result['sources_known']:,} already stored{reextracted}) "
+        f"into {result['store']} with the {result['domain']!r} pack: +{result['entities_new']:,} entities, "
+        f"+{result['relations_new']:,} relations, +{result['mentions_new']:,} mentions in {result['seconds_total']:.1f}s",
+        markup=False, highlight=False,
     )
     if result["problems"]:
         out.print(f"{len(result['problems'])} input problem(s) skipped (see warnings above)", markup=False)

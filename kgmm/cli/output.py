@@ -11,6 +11,7 @@ import typer
 
 STORE_ENV = "KGMM_STORE"
 DEFAULT_STORE = "kgmm-store"
+DEMO_STORE = "kgmm-demo-store"  # where `kgmm demo` writes unless told otherwise
 
 StoreOption = typer.Option(
     None, "--store", "-s", help=f"Store folder (embedded) or bolt:// URI. Default: ${STORE_ENV} or ./{DEFAULT_STORE}."
@@ -51,7 +52,11 @@ def open_existing_store(store: str | None, user: str | None = None, database: st
 
     location = store_location(store)
     if "://" not in location and not Path(location).exists():
-        raise StoreError(f"no store at {location!r}; build one with `kgmm ingest PATH --store {location}` or pass --store")
+        hint = ""
+        if store is None and Path(DEMO_STORE).is_dir():
+            hint = f" (the demo's graph is in {DEMO_STORE!r}: pass --store {DEMO_STORE})"
+        raise StoreError(f"no store at {location!r}; build one with `kgmm ingest PATH --store {location}` or pass "
+                         f"--store{hint}")
     return open_any_store(location, user, database, read_only=read_only)
 
 
@@ -64,9 +69,12 @@ def emit(result: dict, as_json: bool, render: Callable[[dict], None]) -> None:
 
 
 def console():
+    """The console results print to: on a terminal lines wrap at its width; piped, a line stays one line."""
+    import sys
+
     from rich.console import Console
 
-    return Console()
+    return Console(soft_wrap=not sys.stdout.isatty())
 
 
 def render_metrics(result: dict) -> None:

@@ -30,10 +30,10 @@ def render_answers(result: dict) -> None:
         for fact in answer["path"]:
             out.print(f"     {fact['head_name']} -{fact['relation']}-> {fact['tail_name']}", markup=False,
                       highlight=False)
-            for source, sentence in zip(fact["sources"], fact["sentences"] or [""] * len(fact["sources"]),
-                                        strict=False):
+            titles = fact.get("source_titles") or fact["sources"]
+            for title, sentence in zip(titles, fact["sentences"] or [""] * len(titles), strict=False):
                 text = sentence if len(sentence) <= 110 else sentence[:107] + "..."
-                out.print(f"         [{source}] {text}", markup=False, highlight=False)
+                out.print(f"         [{title}] {text}", markup=False, highlight=False)
 
 
 def _model_dir(model: Path | None) -> Path:
@@ -58,7 +58,8 @@ def _one_graph(kb: Path | None, store: str | None) -> None:
 
 
 def ask(
-    question: str = typer.Argument(..., help="The question; put the entity it is about in [brackets] to skip linking."),
+    question: str = typer.Argument(..., help="The question; put the entity it is about in [brackets] to skip "
+                                   "linking; - reads it from standard input (a long question)."),
     model: Path | None = typer.Option(None, "--model", "-m", help=f"QA model from `kgmm train qa` (default ${MODEL_ENV})."),
     store: str | None = StoreOption,
     kb: Path | None = typer.Option(None, "--kb", help="Answer over a triples file instead of a store."),
@@ -72,6 +73,10 @@ def ask(
     from kgmm.cli.output import open_existing_store
     from kgmm.tasks.qa import QAModel, open_qa_graph
 
+    if question == "-":
+        import sys
+
+        question = sys.stdin.read()
     qa_model = QAModel(_model_dir(model))
     if kb is not None:
         result = qa_model.ask(question, open_qa_graph(qa_model, kb=kb), top_k=top_k, image=image)

@@ -39,7 +39,7 @@ from kgmm.sources.files import (
     sniff_problem,
 )
 
-__all__ = ["FORMATS", "Source", "SourceError", "count_records", "detect_format", "read_sources"]
+__all__ = ["FORMATS", "Source", "SourceError", "count_records", "detect_format", "input_files", "read_sources"]
 
 FORMATS = ("auto", "text", "jsonl", "csv", *DATASETS)
 
@@ -150,6 +150,20 @@ def count_records(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto"
             except (OSError, SourceError, ValueError):
                 continue
     return total
+
+
+def input_files(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto") -> dict[str, int]:
+    """Return the size in bytes of each file ``read_sources(paths)`` reads (for a progress bar; nothing is read)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    sizes: dict[str, int] = {}
+    for path in paths:
+        for file, _ in _files(Path(path), fmt):
+            try:
+                sizes[str(file)] = file.stat().st_size
+            except OSError:
+                continue
+    return sizes
 
 
 def _estimate(path: Path, fmt: str) -> int:

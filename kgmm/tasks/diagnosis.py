@@ -29,6 +29,7 @@ from pathlib import Path
 from kgmm.errors import SourceError, ValidationError
 from kgmm.sources.cases import KNOWLEDGE_FILE, Case, LabelKnowledge, load_knowledge, read_cases
 from kgmm.tasks.checkpoint import CONFIG_FILE, read_model_config
+from kgmm.utils import shorten
 
 KIND = "kgmm-diagnosis-model"
 FORMAT_VERSION = 1
@@ -363,12 +364,17 @@ class DiagnosisModel:
             out.append(torch.softmax(self.logits(batch) / self.temperature, dim=1))
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
-    def diagnose(self, case: Case, *, top_k: int = 5, evidence: int = 5) -> dict:
+    def diagnose(self, case: Case, *, top_k: int = 5, evidence: int = 5, rank_anyway: bool = False) -> dict:
         """The top-``top_k`` labels of one case, each with its probability and graph evidence.
+
+        A case with nothing the model reads (no finding it knows, present or absent; no text or image for a model
+        that reads them) gets no ranking, only the ``reason``, unless ``rank_anyway``: the ranking would be the
+        prior alone.
 
         Returns:
             ``{"case": {"present", "absent", "unknown"}, "diagnoses": [{"label", "probability", "graph_score",
-            "supports": [{"finding", "name", "relation", "weight"}], "against": [...]}], "model", "warnings"}``
+            "supports": [{"finding", "name", "relation", "weight"}], "against": [...]}], "model", "warnings",
+            "reason"}``
         """
         torch = self._torch
         unknown = [f for f in [*case.present, *case.absent] if f not in self.finding_index]
@@ -380,6 +386,12 @@ class DiagnosisModel:
 
             load_image(case.image)  # a missing or broken image: an error naming it, before any work
         case = self.read_text([case])[0]
+        reason = self._nothing_to_rank(case)
+        if reason is not None and not rank_anyway:
+            return {"case": self._observed(case, unknown), "diagnoses": [], "reason": reason,
+                    "model": self.config.get("path", "knowledge-only"), "warnings": warnings}
+        if reason is not None:
+            warnings.append(f"{reason}: the ranking below is the prior alone")
         batch = self.featurize([case])
         probabilities = torch.softmax(self.logits(batch) / self.temperature, dim=1)[0]
         support = cost = None
@@ -399,13 +411,25 @@ class DiagnosisModel:
                     ranked = sorted(((float(values[e]), int(e)) for e in mine.tolist() if values[e] > 0), reverse=True)
                     entry[key] = [self._evidence(edges, e, weight) for weight, e in ranked[:evidence]]
             diagnoses.append(entry)
-        observed = {
+        return {"case": self._observed(case, unknown), "diagnoses": diagnoses, "reason": None,
+                "model": self.config.get("path", "knowledge-only"), "warnings": warnings}
+
+    def _observed(self, case: Case, unknown: list[str]) -> dict:
+        return {
             "present": [self._named(f) for f in case.present if f in self.finding_index],
             "absent": [self._named(f) for f in case.absent if f in self.finding_index],
             "unknown": unknown,
         }
-        return {"case": observed, "diagnoses": diagnoses, "model": self.config.get("path", "knowledge-only"),
-                "warnings": warnings}
+
+    def _nothing_to_rank(self, case: Case) -> str | None:
+        """Why the model has nothing to rank ``case`` by (no known finding, no text or image it reads), or None."""
+        if any(f in self.finding_index for f in [*case.present, *case.absent]):
+            return None
+        if ("text" in self.modalities and case.text.strip()) or ("image" in self.modalities and case.image):
+            return None
+        said = f"in the text {shorten(case.text, 60)!r} " if case.text.strip() else ""
+        return (f"no finding the model knows was recognised {said}(and none given with --findings/--absent); "
+                "name findings as the graph does (kgmm diagnose --help), or pass --rank-anyway")
 
     def _named(self, finding: str) -> dict:
         return {"finding": finding, "name": self.finding_names.get(finding, finding)}

@@ -305,7 +305,7 @@ class QAModel:
         if len(str(question)) > len(text) + 1:
             warnings.append(f"the question was cut to its first {len(text)} characters")
         example = link_question(Question(text, topics), graph)
-        names = topics or [span for span, _ in graph.linker.find(text)]
+        names = list(dict.fromkeys(topics or [span for span, _ in graph.linker.find(text)]))  # each mention once
         result["linked"] = [{"mention": name, "entities": [graph.entity_id(n) for n in graph.linker.link(name)]}
                             for name in names]
         if not example.seeds:
@@ -336,12 +336,15 @@ class QAModel:
         fact = {"head": graph.entity_id(head), "head_name": graph.name(head),
                 "relation": self.relations[relation % count],
                 "tail": graph.entity_id(tail), "tail_name": graph.name(tail),
-                "read": "backwards" if backwards else "forwards", "sources": [], "sentences": []}
+                "read": "backwards" if backwards else "forwards", "sources": [], "sentences": [], "source_titles": []}
         if graph.store is not None:
             found = graph.store.shortest_path(fact["head"], fact["tail"], max_hops=1)
             for stored in (found.relations if found is not None else []):
                 if stored.type == fact["relation"] and stored.head == fact["head"]:
                     fact["sources"], fact["sentences"] = list(stored.sources), list(stored.sentences)
+            titles = graph.store.get_sources(fact["sources"]) if fact["sources"] else {}
+            fact["source_titles"] = [(titles[i].title or titles[i].origin) if i in titles else i
+                                     for i in fact["sources"]]
         return fact
 
 

@@ -42,3 +42,81 @@ def test_cli_help_keeps_brackets_and_lists_formats():
     ingest = " ".join(kgmm("ingest", "--help").stdout.split())
     for fmt in ("text", "jsonl", "csv", "medpix", "fashion", "flickr8k"):
         assert fmt in ingest.split("--format", 1)[1].split("--text-column")[0]
+
+
+def _stats(store) -> dict:
+    import json
+
+    result = kgmm("stats", "--store", str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def notes_store(tmp_path_factory, samples):
+    store = tmp_path_factory.mktemp("cli") / "store"
+    result = kgmm("ingest", str(samples / "medical" / "notes"), "--domain", "medical", "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    return store
+
+
+def test_cli_cypher_is_read_only_unless_write_and_the_graph_can_be_rebuilt(notes_store, samples, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(notes_store, store)
+    before = _stats(store)
+    refused = kgmm("cypher", "MATCH (n:Entity) DETACH DELETE n", "--store", str(store))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith("error: refused: the Cypher query writes") and "--write" in refused.stderr
+    assert _stats(store) == before
+    assert kgmm("cypher", "MATCH (n:Entity) DETACH DELETE n", "--write", "--store", str(store)).returncode == 0
+    assert _stats(store)["entities"] == 0
+    notes = str(samples / "medical" / "notes")
+    assert kgmm("ingest", notes, "--domain", "medical", "--store", str(store)).returncode == 0
+    assert _stats(store)["entities"] == 0  # the sources are known: a plain ingest cannot rebuild them
+    repaired = kgmm("repair", "--store", str(store))
+    assert repaired.returncode == 0, repaired.stderr
+    assert _stats(store) == before
+
+
+def test_cli_ingest_with_another_domain_warns_and_names_the_fix(notes_store, samples, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(notes_store, store)
+    result = kgmm("ingest", str(samples / "medical" / "notes"), "--store", str(store))  # the general pack
+    assert result.returncode == 0
+    assert "extracted with the 'medical' pack, not 'general'" in result.stderr and "--reextract" in result.stderr
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: [str(d / "missing.txt")], "nothing to ingest"),
+    (lambda d: [str(d / "empty.txt"), str(d / "binary.csv")], "nothing to ingest"),
+    (lambda d: [str(d / "good.txt"), "--format", "bogus"], "unknown format 'bogus'; choose one of: auto, text"),
+    (lambda d: [str(d / "good.txt"), "--domain", "nosuch"], "no domain 'nosuch'; available: general, medical"),
+])
+def test_cli_ingest_that_reads_nothing_exits_2_and_creates_no_store(tmp_path, make_args, message):
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "binary.csv").write_bytes(b"\x00\x01" * 500)
+    (tmp_path / "good.txt").write_text("Aspirin treats headache.", encoding="utf-8")
+    result = kgmm("ingest", *make_args(tmp_path), "--store", str(tmp_path / "store"))
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_cli_search_does_not_echo_a_huge_query(notes_store):
+    result = kgmm("search", "zq" * 50_000, "--store", str(notes_store))
+    assert result.returncode == 0
+    assert "no entity matches 'zqzq" in result.stdout and len(result.stdout) < 400
+
+
+def test_cli_missing_default_store_names_the_demo_store(tmp_path):
+    (tmp_path / "kgmm-demo-store").mkdir()
+    import os
+
+    env_free = {k: v for k, v in os.environ.items() if k != "KGMM_STORE"}
+    result = subprocess.run([sys.executable, "-m", "kgmm", "stats"], capture_output=True, text=True, cwd=tmp_path,
+                            env=env_free, timeout=120)
+    assert result.returncode == 2 and "pass --store kgmm-demo-store" in result.stderr

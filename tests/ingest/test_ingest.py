@@ -119,3 +119,85 @@ def test_ingest_samples_builds_a_connected_graph(tmp_path, samples, domain, extr
     assert report.problems == []
     assert stats.images >= 3 and stats.documents >= 5
     assert stats.relations >= 5
+
+
+def _graph(store) -> tuple:
+    return (sorted((e.id, e.type) for e in store.iter_entities()),
+            sorted((r.head, r.type, r.tail, tuple(r.sources)) for r in store.iter_relations()),
+            sorted((m.entity_id, m.source_id, m.start, m.end) for m in store.iter_mentions()))
+
+
+MEDICAL_NOTES = ["Metformin is used to treat diabetes.", "Oseltamivir treats influenza. The patient has a fever."]
+
+
+def test_ingest_with_another_domain_says_so_and_reextract_applies_it(tmp_path, general_extractor, medical_extractor):
+    notes = _write_notes(tmp_path / "notes", MEDICAL_NOTES)
+    with open_store(tmp_path / "fresh") as store:
+        ingest([notes], store, extractor=medical_extractor, progress=False)
+        fresh = _graph(store)
+    with open_store(tmp_path / "store") as store:
+        ingest([notes], store, extractor=general_extractor, progress=False)
+        unchanged = ingest([notes], store, extractor=medical_extractor, progress=False)
+        assert unchanged.other_domains == {"general": 2} and unchanged.sources_new == 0
+        again = ingest([notes], store, extractor=medical_extractor, progress=False, reextract=True)
+        assert (again.sources_reextracted, again.sources_new, again.other_domains) == (2, 0, {})
+        assert _graph(store) == fresh  # nothing of the general pack's extraction is left
+        assert set(store.source_domains(s.id for s in store.iter_sources()).values()) == {"medical"}
+
+
+def test_repair_rebuilds_entities_deleted_by_hand_from_the_stored_text(tmp_path, medical_extractor, monkeypatch):
+    from kgmm.extract import pipeline
+    from kgmm.ingest import repair
+
+    monkeypatch.setattr(pipeline, "Extractor", lambda domain, **_: medical_extractor)
+    notes = _write_notes(tmp_path / "notes", MEDICAL_NOTES)
+    with open_store(tmp_path / "store") as store:
+        ingest([notes], store, extractor=medical_extractor, progress=False)
+        whole = _graph(store)
+        store.cypher("MATCH (n:Entity) DETACH DELETE n", write=True)
+        assert ingest([notes], store, extractor=medical_extractor, progress=False).sources_new == 0  # known: no help
+        report = repair(store, progress=False)
+        assert report.sources_reextracted == 2 and _graph(store) == whole
+
+
+def test_ingest_nothing_readable_raises_before_the_store_is_touched(tmp_path, general_extractor):
+    from kgmm.errors import SourceError
+    from kgmm.ingest import plan_ingest
+
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    problems = []
+    with pytest.raises(SourceError, match="nothing to ingest"):
+        plan_ingest([tmp_path / "missing", tmp_path / "empty.txt"], extractor=general_extractor,
+                    on_problem=problems.append)
+    assert len(problems) == 2
+
+
+def test_ingest_batches_are_bounded_by_characters_and_committed_as_they_go(tmp_path, general_extractor, monkeypatch):
+    from kgmm import ingest as ingest_module
+    from kgmm.ingest import IngestInterrupted
+
+    sentence = "Marie Curie worked in Paris with Pierre Curie. "
+    (tmp_path / "long.txt").write_text(sentence * 6_000, encoding="utf-8")  # 282k characters: 3 parts
+    monkeypatch.setattr(ingest_module, "MAX_BATCH_CHARS", 90_000)  # each part of the file is a batch of its own
+    batches = [len(batch) for batch in ingest_module.batches(iter(
+        Source.document(sentence * 3_000, f"p{i}") for i in range(3)), 256, 150_000)]
+    assert batches == [2, 1]
+
+    calls = []
+    real = general_extractor.extract
+
+    def interrupted_after_one_batch(sources):
+        calls.append(len(sources))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(sources)
+
+    monkeypatch.setattr(general_extractor, "extract", interrupted_after_one_batch)
+    with open_store(tmp_path / "store") as store, pytest.raises(IngestInterrupted) as stopped:
+        ingest([tmp_path / "long.txt"], store, extractor=general_extractor, progress=False, batch_size=256)
+    assert calls == [1, 1] and stopped.value.report.sources_new == 1  # the first batch was committed
+    monkeypatch.setattr(general_extractor, "extract", real)
+    with open_store(tmp_path / "store") as store:
+        assert store.stats().documents == 1
+        rest = ingest([tmp_path / "long.txt"], store, extractor=general_extractor, progress=False)
+        assert (rest.sources_known, rest.sources_new, store.stats().documents) == (1, 2, 3)

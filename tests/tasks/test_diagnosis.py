@@ -139,6 +139,18 @@ def test_diagnose_explains_with_present_and_missing_findings_and_leaves_the_mode
         model.resolve_findings(["E_99"])
 
 
+def test_a_case_with_nothing_the_model_knows_gets_no_ranking_unless_asked(world):
+    from kgmm.tasks.diagnosis import open_diagnosis_model
+
+    model = open_diagnosis_model(None, world.parent / "release_conditions.json")
+    result = model.diagnose(Case("c", None, text="asdkjh qwe zzz"))
+    assert result["diagnoses"] == [] and "no finding the model knows was recognised" in result["reason"]
+    assert "asdkjh qwe zzz" in result["reason"] and "--rank-anyway" in result["reason"]
+    forced = model.diagnose(Case("c", None, text="asdkjh qwe zzz"), rank_anyway=True, top_k=3)
+    assert len(forced["diagnoses"]) == 3 and any("prior alone" in w for w in forced["warnings"])
+    assert model.diagnose(Case("c", None, ["DDXPLUS:E_6"]))["reason"] is None
+
+
 @pytest.mark.parametrize("fusion", ["late", "cross-attention"])
 def test_other_fusions_and_the_graph_ablation_train(world, tmp_path, fusion):
     from kgmm.tasks.diagnosis import DiagnosisModel, train_diagnosis

@@ -212,6 +212,26 @@ def test_ask_over_a_store_gives_the_sources_of_each_fact(trained, world, tmp_pat
         result = model.ask(f"what genre is [{MOVIES[0]}]", open_qa_graph(model, store=store))
     fact = result["answers"][0]["path"][0]
     assert fact["sources"] == ["doc:kb"] and fact["sentences"] == ["stated in the KB"]
+    assert fact["source_titles"] == ["the movie KB"]  # what a reader is shown instead of the id
+
+
+def test_ask_links_each_mention_once_and_reads_a_question_from_stdin(trained, world):
+    from typer.testing import CliRunner
+
+    from kgmm.cli import app
+    from kgmm.tasks.qa import QAModel, open_qa_graph
+
+    out, _ = trained
+    _, kb, _ = world
+    model = QAModel(out)
+    repeated = "what genre is " + ", ".join([MOVIES[0]] * 30)
+    linked = model.ask(repeated, open_qa_graph(model, kb=kb))["linked"]
+    assert [item["mention"] for item in linked] == [MOVIES[0]]
+    result = CliRunner().invoke(app, ["ask", "-", "--model", str(out), "--kb", str(kb), "--json"],
+                                input=f"what genre is [{MOVIES[0]}]\n")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["question"].startswith("what genre is") and answer["answers"]
 
 
 def test_cli_without_a_model_says_how_to_train_one(tmp_path, monkeypatch):
