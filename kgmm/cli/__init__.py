@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     from kgmm.errors import KgmmError
 
     try:
-        app(args=argv, prog_name="kgmm", standalone_mode=False)
+        code = app(args=argv, prog_name="kgmm", standalone_mode=False)  # a command's typer.Exit(code) returns here
     except KgmmError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         e.show()
         sys.exit(e.exit_code if e.exit_code else USAGE_ERROR)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _is_click_exception(error: Exception) -> bool:

@@ -120,3 +120,36 @@ def test_cli_missing_default_store_names_the_demo_store(tmp_path):
     result = subprocess.run([sys.executable, "-m", "kgmm", "stats"], capture_output=True, text=True, cwd=tmp_path,
                             env=env_free, timeout=120)
     assert result.returncode == 2 and "pass --store kgmm-demo-store" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_during_ingest_keeps_what_was_committed_and_a_rerun_goes_on(tmp_path):
+    import signal
+    import time
+
+    from kgmm.store import open_store
+
+    sentence = "Marie Curie worked in Paris with Pierre Curie. "
+    (tmp_path / "long.txt").write_text(sentence * 10_000, encoding="utf-8")  # 470k characters: 5 parts
+    store = tmp_path / "store"
+    process = subprocess.Popen([sys.executable, "-m", "kgmm", "ingest", str(tmp_path / "long.txt"), "--store",
+                                str(store), "--batch-size", "1"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    committed = 0
+    while committed == 0 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        if (store / "graph.lbdb").exists():
+            try:
+                with open_store(store, read_only=True) as reader:  # no write lock needed
+                    committed = reader.stats().documents
+            except Exception:  # the writer may be creating the database
+                continue
+    assert committed >= 1 and process.poll() is None, "the ingest should commit its first part and still run"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    line = [row for row in stderr.splitlines() if row.startswith("interrupted: committed")]
+    assert len(line) == 1 and "run the same command again" in line[0]
+    result = kgmm("ingest", str(tmp_path / "long.txt"), "--store", str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    assert _stats(store)["documents"] == 5
