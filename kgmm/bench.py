@@ -101,6 +101,95 @@ def bench_ingest(data_dir: str | Path, *, domain: str = "medical", docs: int = 5
     }
 
 
+def write_large_text(path: Path, data_dir: Path, megabytes: float) -> int:
+    """Write one plain-text file of about ``megabytes`` MB of clinical paragraphs (the benchmark corpus, cycled);
+    return its size in bytes."""
+    texts = build_medical_corpus(data_dir, 5000)
+    target = int(megabytes * 1_000_000)
+    written = 0
+    with path.open("w", encoding="utf-8") as handle:
+        while written < target:
+            for text in texts:
+                chunk = text + "\n\n"
+                handle.write(chunk)
+                written += len(chunk.encode("utf-8"))
+                if written >= target:
+                    break
+    return path.stat().st_size
+
+
+def bench_large_file(data_dir: str | Path, *, megabytes: float = 50.0, domain: str = "general",
+                     batch_size: int | None = None, max_seconds: float | None = None) -> dict:
+    """Ingest one large text file with ``kgmm ingest`` in a child process, as a user would; return its peak
+    resident memory (the kernel's high-water mark, VmHWM), when the first batch was committed, and the bytes
+    committed over time. With ``max_seconds`` the ingest is stopped there with Ctrl-C (SIGINT), which also checks
+    that the committed part survives.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    work = Path(tempfile.mkdtemp(prefix="kgmm-bench-large-"))
+    try:
+        text = work / "large.txt"
+        size = write_large_text(text, Path(data_dir), megabytes)
+        store = work / "store"
+        command = [sys.executable, "-m", "kgmm", "ingest", str(text), "--store", str(store), "--domain", domain,
+                   "--json"] + (["--batch-size", str(batch_size)] if batch_size else [])
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        peak_kb, timeline, stopped = 0, [], False
+        while child.poll() is None:
+            time.sleep(1.0)
+            peak_kb = max(peak_kb, _peak_rss_kb(child.pid))
+            elapsed = time.perf_counter() - started
+            committed = _committed_bytes(store)
+            if committed and (not timeline or committed != timeline[-1][1]):
+                timeline.append((round(elapsed, 1), committed))
+            if max_seconds is not None and elapsed > max_seconds and not stopped:
+                child.send_signal(signal.SIGINT)
+                stopped = True
+        stdout, stderr = child.communicate()
+        seconds = time.perf_counter() - started
+        committed = _committed_bytes(store)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "file_bytes": size, "domain": domain, "batch_size": batch_size or "default", "exit_code": child.returncode,
+        "stopped_after_s": max_seconds if stopped else None, "seconds": round(seconds, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1), "first_commit_s": timeline[0][0] if timeline else None,
+        "bytes_committed": committed, "committed_bytes_per_s": round(committed / seconds, 1) if seconds else 0.0,
+        "commits_seen": len(timeline), "timeline": timeline,
+        "summary": next((line for line in stderr.splitlines() if line.startswith("interrupted:")), None)
+        or (stdout.strip().splitlines() or [""])[-1][:300],
+    }
+
+
+def _peak_rss_kb(pid: int) -> int:
+    """The peak resident set size of a running process (``VmHWM`` of ``/proc/PID/status``), 0 when unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _committed_bytes(store: Path) -> int:
+    """UTF-8 bytes of the document texts stored so far (read-only: the ingest keeps its write lock)."""
+    from kgmm.store import open_store
+
+    if not (store / "graph.lbdb").exists():
+        return 0
+    try:
+        with open_store(store, read_only=True) as reader:
+            rows = reader.cypher("MATCH (s:Source) WHERE s.kind IS NOT NULL RETURN sum(size(s.text)) AS n")
+    except KgmmError:
+        return 0
+    return int(rows[0]["n"] or 0)
+
+
 def bench_startup(repeats: int = 5) -> dict:
     """Median wall time of ``import kgmm`` and ``kgmm --help`` in fresh interpreters."""
     import statistics

