@@ -107,6 +107,11 @@ def visualization(graph: Any, *, store=None, highlight: Iterable[str] = (), max_
     """
     viz = _viz()
     subgraph, marked, facts = as_subgraph(graph, store=store)
+    if not subgraph.entities:
+        import warnings
+
+        warnings.warn("nothing to draw: the graph is empty (store.neighbors(ID) of an id the store does not hold is "
+                      "empty; store.find_entities(NAME)[0].entity.id gives the id of a name)", stacklevel=3)
     marked |= set(highlight)
     degree: dict[str, int] = {}
     for relation in subgraph.relations:
