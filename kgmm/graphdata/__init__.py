@@ -5,10 +5,12 @@ from kgmm.graphdata.vocab import Vocabulary
 
 __all__ = [
     "FeatureCache",
+    "GraphTensors",
     "RetrievedSubgraph",
     "SubgraphRetriever",
     "Vocabulary",
     "entity_texts",
+    "graph_tensors",
     "graph_to_data",
     "load_graph_tensors",
     "load_vocabularies",
@@ -19,12 +21,14 @@ __all__ = [
     "store_to_hetero_data",
     "text_features",
     "to_hetero_data",
+    "triples_tensors",
     "triples_to_data",
 ]
 
 _HOMES = {
     "FeatureCache": "features", "entity_texts": "features", "node_features": "features", "text_features": "features",
     "RetrievedSubgraph": "retrieval", "SubgraphRetriever": "retrieval", "retrieve_subgraph": "retrieval",
+    "GraphTensors": "tensors", "graph_tensors": "tensors", "triples_tensors": "tensors",
     "graph_to_data": "tensors", "load_graph_tensors": "tensors", "load_vocabularies": "tensors",
     "save_graph_tensors": "tensors", "store_to_data": "tensors", "store_to_hetero_data": "tensors",
     "to_hetero_data": "tensors", "triples_to_data": "tensors",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kgmm.errors import ValidationError
 from kgmm.graphdata.vocab import Vocabulary
@@ -33,6 +34,39 @@ ENTITY_TYPES_FILE = "entity_types.json"
 NAMES_FILE = "entity_names.json"
 META_FILE = "graph.json"
 MISSING_TYPE = -1
+
+
+@dataclass
+class GraphTensors:
+    """A graph's tensors and vocabularies without PyG (torch only): what :func:`graph_to_data` puts in a ``Data``.
+
+    Code that needs only the edges (the QA reasoner) uses this and skips importing ``torch_geometric`` (about
+    a second of every cold start); :meth:`to_data` gives the PyG ``Data``.
+
+    Shapes:
+        edge_index ``[2, E]``; edge_type, edge_confidence ``[E]``; node_type ``[num_nodes]``.
+    """
+
+    edge_index: Any
+    edge_type: Any
+    edge_confidence: Any
+    node_type: Any
+    num_nodes: int
+    entity_vocab: Vocabulary
+    relation_vocab: Vocabulary
+    entity_type_vocab: Vocabulary
+    entity_names: list[str]
+
+    def to_data(self) -> Data:
+        """Return these tensors as a PyG ``Data`` (the same tensors, not copies)."""
+        from torch_geometric.data import Data
+
+        return Data(
+            edge_index=self.edge_index, edge_type=self.edge_type, edge_confidence=self.edge_confidence,
+            node_type=self.node_type, num_nodes=self.num_nodes, entity_vocab=self.entity_vocab,
+            relation_vocab=self.relation_vocab, entity_type_vocab=self.entity_type_vocab,
+            entity_names=self.entity_names,
+        )
 
 
 def graph_to_data(
@@ -62,6 +96,19 @@ def graph_to_data(
     Raises:
         ValidationError: when a relation names an entity that is not listed.
     """
+    return graph_tensors(entities, relations, entity_vocab=entity_vocab, relation_vocab=relation_vocab,
+                         entity_type_vocab=entity_type_vocab).to_data()
+
+
+def graph_tensors(
+    entities: Iterable[Entity],
+    relations: Iterable[Relation],
+    *,
+    entity_vocab: Vocabulary | None = None,
+    relation_vocab: Vocabulary | None = None,
+    entity_type_vocab: Vocabulary | None = None,
+) -> GraphTensors:
+    """Build the :class:`GraphTensors` of entities and relations (see :func:`graph_to_data`)."""
     ids: list[str] = []
     names: list[str] = []
     types: list[str] = []
@@ -116,13 +163,27 @@ def triples_to_data(
         domain (str, optional): the entities' domain (default: that of ``read_triples``).
         entity_type (str, optional): the entities' type (default: that of ``read_triples``).
     """
+    return triples_tensors(path, entity_vocab=entity_vocab, relation_vocab=relation_vocab,
+                           entity_type_vocab=entity_type_vocab, domain=domain, entity_type=entity_type).to_data()
+
+
+def triples_tensors(
+    path: str | Path,
+    *,
+    entity_vocab: Vocabulary | None = None,
+    relation_vocab: Vocabulary | None = None,
+    entity_type_vocab: Vocabulary | None = None,
+    domain: str | None = None,
+    entity_type: str | None = None,
+) -> GraphTensors:
+    """Read a triples file into :class:`GraphTensors` (see :func:`triples_to_data`)."""
     from kgmm.sources.triples import read_triples
     from kgmm.utils import paused_gc
 
     options = {key: value for key, value in (("domain", domain), ("entity_type", entity_type)) if value is not None}
     triples = read_triples(path, **options)
     with paused_gc():
-        return graph_to_data(triples.entities, triples.relations, entity_vocab=entity_vocab,
+        return graph_tensors(triples.entities, triples.relations, entity_vocab=entity_vocab,
                              relation_vocab=relation_vocab, entity_type_vocab=entity_type_vocab)
 
 
@@ -130,9 +191,8 @@ def _build(
     ids: list[str], names: list[str], types: list[str], heads: list[str], relation_types: list[str],
     tails: list[str], confidences: list[float], entity_vocab: Vocabulary | None,
     relation_vocab: Vocabulary | None, entity_type_vocab: Vocabulary | None,
-) -> Data:
+) -> GraphTensors:
     import torch
-    from torch_geometric.data import Data
 
     entity_vocab = _extended(entity_vocab, ids, "entities")
     relation_vocab = _extended(relation_vocab, relation_types, "relations")
@@ -161,7 +221,7 @@ def _build(
     edge_confidence = torch.tensor(confidences, dtype=torch.float)
     edge_index, edge_type, edge_confidence = _unique_edges(edge_index, edge_type, edge_confidence, num_nodes,
                                                            len(relation_vocab))
-    return Data(
+    return GraphTensors(
         edge_index=edge_index, edge_type=edge_type, edge_confidence=edge_confidence, node_type=node_type,
         num_nodes=num_nodes, entity_vocab=entity_vocab, relation_vocab=relation_vocab,
         entity_type_vocab=entity_type_vocab, entity_names=entity_names,

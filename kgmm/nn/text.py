@@ -55,22 +55,14 @@ class TextEncoder:
                                   "local model, e.g. one saved with save_pretrained()")
         if batch_size < 1 or max_length < 1:
             raise ValidationError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load
-
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-        except (OSError, ValueError) as e:
+            self._forward, self.dim = _load(path)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise KgmmError(f"could not load the text encoder from {path}: {e}; pass a folder holding a "
                             "transformers model and its tokenizer") from e
         self.path = path
         self.batch_size = batch_size
         self.max_length = max_length
-        self.dim = int(self.model.config.hidden_size)
         self.fingerprint = _fingerprint(path, max_length)
         self.calls = 0  # forward passes run, for tests and progress reports
 
@@ -98,11 +90,9 @@ class TextEncoder:
             batches = tqdm(batches, desc="encoding texts", unit="batch")
         with torch.inference_mode():
             for batch in batches:
-                tokens = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
-                                        max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(**tokens).last_hidden_state
+                hidden, attention_mask = self._forward([texts[i] for i in batch], self.max_length)
                 self.calls += 1
-                out[torch.tensor(batch)] = mean_pool(hidden, tokens["attention_mask"])
+                out[torch.tensor(batch)] = mean_pool(hidden, attention_mask)
         return out
 
     def encode_tokens(self, texts: Sequence[str], *, batch_size: int | None = None, max_length: int | None = None,
@@ -132,11 +122,9 @@ class TextEncoder:
         parts = []
         with torch.inference_mode():
             for batch in batches:
-                tokens = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
-                                        max_length=max_length, return_tensors="pt")
-                hidden = self.model(**tokens).last_hidden_state
+                hidden, attention_mask = self._forward([texts[i] for i in batch], max_length)
                 self.calls += 1
-                parts.append((batch, hidden, tokens["attention_mask"].bool()))
+                parts.append((batch, hidden, attention_mask.bool()))
         width = max((hidden.size(1) for _, hidden, _ in parts), default=1)
         states = torch.zeros(len(texts), width, self.dim)
         mask = torch.zeros(len(texts), width, dtype=torch.bool)
@@ -145,6 +133,35 @@ class TextEncoder:
             states[index, :hidden.size(1)] = hidden * batch_mask.unsqueeze(-1)
             mask[index, :hidden.size(1)] = batch_mask
         return states, mask
+
+
+def _load(path: Path):
+    """Return ``(forward, dim)`` for the model folder: ``forward(texts, max_length) -> (hidden [B, T, d],
+    attention_mask [B, T])``. A BERT folder runs on :mod:`kgmm.nn.bert` (no transformers import, ~4 s less at
+    start-up); any other, or ``KGMM_TEXT_BACKEND=transformers``, through transformers."""
+    from kgmm.nn import bert
+
+    if os.environ.get("KGMM_TEXT_BACKEND") != "transformers" and bert.supports(path):
+        model, tokenizer = bert.BertEncoder.load(path), bert.BertTokenizer(path)
+
+        def forward(texts: list[str], max_length: int):
+            input_ids, attention_mask = tokenizer(texts, max_length=max_length)
+            return model(input_ids, attention_mask), attention_mask
+
+        return forward, model.config.hidden_size
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load
+    hf_tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    hf_model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+
+    def hf_forward(texts: list[str], max_length: int):
+        tokens = hf_tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return hf_model(**tokens).last_hidden_state, tokens["attention_mask"]
+
+    return hf_forward, int(hf_model.config.hidden_size)
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgmm.errors import KgmmError, SourceError, ValidationError
+from kgmm.schema import normalize_name
 from kgmm.sources.questions import Question, mask_topics, parse_question, read_questions
 
 KIND = "kgmm-qa-model"
@@ -48,8 +49,6 @@ class EntityLinker:
     """
 
     def __init__(self, names: Sequence[str], aliases: dict[int, list[str]] | None = None) -> None:
-        from kgmm.schema import normalize_name
-
         self._normalize = normalize_name
         self.names = list(names)
         self.index: dict[str, list[int]] = {}
@@ -96,7 +95,7 @@ class EntityLinker:
                 span = " ".join(words[start:start + length])
                 key = self._normalize(span)
                 if key in self.index and not (length == 1 and (key in _STOP or len(key) < 3)):
-                    found.append((span, list(self.index[key])))
+                    found.append((span.strip(",;:!\"'"), list(self.index[key])))
                     start += length
                     break
             else:
@@ -114,7 +113,7 @@ class QAGraph:
     """A knowledge graph ready for question answering.
 
     Args:
-        data: the ``Data`` of :mod:`kgmm.graphdata` (its relation vocabulary starts with the model's).
+        data: the :class:`kgmm.graphdata.GraphTensors` of the graph (its relation vocabulary starts with the model's).
         graph (RelationGraph): its edges for propagation.
         linker (EntityLinker): its entity names.
         source (str): where it came from (a KB file or a store URI).
@@ -164,24 +163,24 @@ class QAGraph:
 
 def kb_graph(kb: str | Path, relations: Sequence[str] | None = None) -> QAGraph:
     """Read a triples file into a :class:`QAGraph` (``relations``: a model's relation types, kept first)."""
-    from kgmm.graphdata import triples_to_data
+    from kgmm.graphdata.tensors import triples_tensors
     from kgmm.graphdata.vocab import Vocabulary
     from kgmm.nn.qa import RelationGraph
 
     vocab = Vocabulary(relations, name="relations") if relations is not None else None
-    data = triples_to_data(kb, relation_vocab=vocab)
+    data = triples_tensors(kb, relation_vocab=vocab)
     count = len(relations) if relations is not None else len(data.relation_vocab)
     return QAGraph(data, RelationGraph.from_data(data, count), EntityLinker(data.entity_names), str(kb))
 
 
 def store_graph(store, relations: Sequence[str]) -> QAGraph:
     """Read an open graph store into a :class:`QAGraph` (entity aliases join the linker)."""
-    from kgmm.graphdata import graph_to_data
+    from kgmm.graphdata.tensors import graph_tensors
     from kgmm.graphdata.vocab import Vocabulary
     from kgmm.nn.qa import RelationGraph
 
     entities = list(store.iter_entities())
-    data = graph_to_data(entities, store.iter_relations(), relation_vocab=Vocabulary(relations, name="relations"))
+    data = graph_tensors(entities, store.iter_relations(), relation_vocab=Vocabulary(relations, name="relations"))
     index = data.entity_vocab.index_map()
     aliases = {index[entity.id]: list(entity.aliases) for entity in entities if entity.aliases and entity.id in index}
     return QAGraph(data, RelationGraph.from_data(data, len(relations)), EntityLinker(data.entity_names, aliases),
@@ -305,9 +304,12 @@ class QAModel:
         if len(str(question)) > len(text) + 1:
             warnings.append(f"the question was cut to its first {len(text)} characters")
         example = link_question(Question(text, topics), graph)
-        names = list(dict.fromkeys(topics or [span for span, _ in graph.linker.find(text)]))  # each mention once
+        spans = topics or [span for span, _ in graph.linker.find(text)]
+        names: dict[str, str] = {}
+        for span in spans:  # each mention once, however it is punctuated
+            names.setdefault(normalize_name(span), span)
         result["linked"] = [{"mention": name, "entities": [graph.entity_id(n) for n in graph.linker.link(name)]}
-                            for name in names]
+                            for name in names.values()]
         if not example.seeds:
             missing = ", ".join(repr(name) for name in topics)
             result["reason"] = (f"no entity named {missing} in the graph ({graph.source}); check the spelling"
