@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from kgmm.bench_fusion import (
+from kgmm.bench.fusion import (
     brand_from_title,
     catalogue_graph,
     fusion_benchmark,

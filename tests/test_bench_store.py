@@ -12,7 +12,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from kgmm.bench import bench_store
+from kgmm.bench.store import bench_store
 from kgmm.cli import app
 from kgmm.errors import KgmmError
 from kgmm.store import open_store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from kgmm.bench_vision import image_files, vision_benchmark
+from kgmm.bench.vision import image_files, vision_benchmark
 from kgmm.errors import ValidationError
 
 

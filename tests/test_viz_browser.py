@@ -75,7 +75,7 @@ def test_exported_view_renders_in_chromium(tmp_path):
 
 
 def test_render_benchmark_measures_a_real_render():
-    from kgmm.bench_viz import bench_viz
+    from kgmm.bench.viz import bench_viz
 
     chromium()  # skip (or fail in CI) without a browser
     result = bench_viz(60, runs=1)

@@ -29,13 +29,13 @@ def bench_ingest(
     """Documents per second of a full ingest, its spaCy/store split, and spaCy alone on the same texts; or, with
     --large-file-mb, the memory and commits of ingesting one large file."""
     if large_file_mb is not None:
-        from kgmm.bench import bench_large_file
+        from kgmm.bench.ingest import bench_large_file
 
         result = bench_large_file(data, megabytes=large_file_mb, domain=domain, batch_size=batch_size,
                                   max_seconds=max_seconds)
         emit({"title": f"ingest of a {large_file_mb:g} MB text file ({domain})", **result}, as_json, render_metrics)
         return
-    from kgmm.bench import bench_ingest as run
+    from kgmm.bench.ingest import bench_ingest as run
 
     result = run(data, domain=domain, docs=docs, store_dir=store, seed=seed)
     emit({"title": f"ingest benchmark ({domain}, {result['documents']} docs)", **result}, as_json, render_metrics)
@@ -47,7 +47,7 @@ def bench_startup(
     as_json: bool = JsonOption,
 ) -> None:
     """Median time of `import kgmm` and `kgmm --help` in fresh interpreters (includes Python's own start-up)."""
-    from kgmm.bench import bench_startup as run
+    from kgmm.bench.startup import bench_startup as run
 
     emit({"title": "start-up", **run(repeats)}, as_json, render_metrics)
 
@@ -60,7 +60,7 @@ def bench_cold_start(
 ) -> None:
     """Wall time of a one-note ingest, a cold ask and a cold diagnose, each a fresh `kgmm` process (median of
     --repeats with kgmm's cache, and once with an empty cache)."""
-    from kgmm.bench import bench_cold_start as run
+    from kgmm.bench.startup import bench_cold_start as run
 
     emit({"title": "cold start (fresh processes)", **run(data, repeats=repeats)}, as_json, render_metrics)
 
@@ -87,7 +87,7 @@ def bench_store(
     as_json: bool = JsonOption,
 ) -> None:
     """Load a triples file twice (the second must add nothing) and time 2-hop neighbourhoods against raw Cypher."""
-    from kgmm.bench import bench_store as run
+    from kgmm.bench.store import bench_store as run
 
     result = run(store, triples=triples, compare_graphrag=compare_graphrag, user=user, database=database,
                  graphrag_database=graphrag_database, batch_size=batch_size, movies=movies, repeats=repeats, seed=seed)
@@ -110,7 +110,7 @@ def bench_retrieval(
     as_json: bool = JsonOption,
 ) -> None:
     """Subgraph retrieval latency: k-hop neighbourhoods pruned by personalised PageRank, p50/p95 once loaded."""
-    from kgmm.bench_graph import bench_retrieval as run
+    from kgmm.bench.graph import bench_retrieval as run
 
     result = run(triples, nodes=nodes, hops=hops, repeats=repeats, features=features, cache_dir=cache_dir, seed=seed)
     emit({"title": f"subgraph retrieval ({nodes} nodes, {hops} hops)", **result}, as_json, render_metrics)
@@ -125,7 +125,7 @@ def bench_graph_memory(
     as_json: bool = JsonOption,
 ) -> None:
     """Resident memory of a triples file as tensors, with its retrieval index and 384-d node features."""
-    from kgmm.bench_graph import bench_graph_memory as run
+    from kgmm.bench.graph import bench_graph_memory as run
 
     result = run(triples, features=features, cache_dir=cache_dir)
     emit({"title": "graph memory", **result}, as_json, render_metrics)
@@ -145,7 +145,7 @@ def bench_fusion(
     as_json: bool = JsonOption,
 ) -> None:
     """Fusion strategies against single modalities: fashion article type from photo + title + catalogue graph."""
-    from kgmm.bench_fusion import DEFAULT_CATALOGUE_PER_TYPE, DEFAULT_EPOCHS, fusion_benchmark
+    from kgmm.bench.fusion import DEFAULT_CATALOGUE_PER_TYPE, DEFAULT_EPOCHS, fusion_benchmark
 
     per_type = DEFAULT_CATALOGUE_PER_TYPE if catalogue_per_type is None else catalogue_per_type
     result = fusion_benchmark(data, seed=seed, epochs=epochs or DEFAULT_EPOCHS, catalogue_per_type=per_type,
@@ -178,7 +178,7 @@ def bench_vision(
     as_json: bool = JsonOption,
 ) -> None:
     """Image encoding throughput: first pass into an empty cache, then the same images from the cache."""
-    from kgmm.bench_vision import vision_benchmark
+    from kgmm.bench.vision import vision_benchmark
 
     result = vision_benchmark(images, limit=limit, model=model, batch_size=batch_size, progress=not as_json)
     emit(result, as_json, render_metrics)
@@ -192,7 +192,7 @@ def bench_viz(
     as_json: bool = JsonOption,
 ) -> None:
     """Time to first render of the HTML graph view in headless Chromium, and its frame rate while zooming."""
-    from kgmm.bench_viz import bench_viz as run
+    from kgmm.bench.viz import bench_viz as run
 
     emit({"title": f"graph view in Chromium ({nodes} nodes)", **run(nodes, runs=runs, chromium=chromium)}, as_json,
          render_metrics)

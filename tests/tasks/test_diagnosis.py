@@ -374,7 +374,7 @@ def test_init_from_another_model_transfers_the_shared_layers(trained, world, tmp
 
 
 def test_learning_curve_trains_every_variant_on_the_same_held_out_cases(trained, world, tmp_path):
-    from kgmm.bench_diagnosis import learning_curve, parse_sizes
+    from kgmm.bench.diagnosis import learning_curve, parse_sizes
 
     source, _ = trained
     result = learning_curve(world, "ddxplus", tmp_path / "curve", sizes=parse_sizes("2,all"), adapt_from=source,

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-import kgmm.bench_fusion as bench_fusion
+import kgmm.bench.fusion as bench_fusion
 import kgmm.tasks.photo_qa as photo_qa
 from kgmm.errors import SourceError, ValidationError
 from kgmm.tasks.photo_qa import QUESTION_TYPES, VARIANTS, nearest, photo_qa_benchmark, propagation_graph, sign_test
