@@ -14,18 +14,18 @@ import pytest
 import torch
 from PIL import Image
 
-from kgmm.bench.fusion import (
+from kgmm.bench.fusion import fusion_benchmark
+from kgmm.errors import ValidationError
+from kgmm.nn.fusion import FUSION_STRATEGIES
+from kgmm.tasks.fusion import (
     brand_from_title,
     catalogue_graph,
-    fusion_benchmark,
     graph_tokens,
     macro_f1,
     read_products,
     sample_catalogue,
     stratified_folds,
 )
-from kgmm.errors import ValidationError
-from kgmm.nn.fusion import FUSION_STRATEGIES
 
 COLUMNS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year", "usage",
            "productDisplayName"]

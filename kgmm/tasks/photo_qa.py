@@ -234,7 +234,7 @@ def photo_qa_benchmark(
                    gnn_epochs=gnn_epochs, head_epochs=head_epochs, seed_mixes=seed_mixes, head_weights=head_weights)
     products, catalogue, paths = read_fashion_folder(data_dir)
 
-    from kgmm.bench.fusion import stratified_folds, stratified_split
+    from kgmm.tasks.fusion import stratified_folds, stratified_split
 
     labels = [row["articleType"].strip() for row in products]
     train, held_out = stratified_split(labels, holdout, seed)
@@ -322,7 +322,7 @@ def read_fashion_folder(data_dir: str | Path) -> tuple[list[dict[str, str]], lis
         ValidationError: the folder, a CSV or a needed column is missing.
         SourceError: a photo is missing (naming the first and the count).
     """
-    from kgmm.bench.fusion import read_products
+    from kgmm.tasks.fusion import read_products
 
     data_dir = Path(data_dir)
     layout = "catalogue.csv, products_train.csv and images/<id>.jpg"
@@ -380,7 +380,7 @@ def _held_out_graph(catalogue: list[dict[str, str]], products: list[dict[str, st
     Returns:
         ``(data, titles, about)``: the graph, product node -> title, and its make-up.
     """
-    from kgmm.bench.fusion import catalogue_graph
+    from kgmm.tasks.fusion import catalogue_graph
 
     held_ids = {products[i]["id"].strip() for i in held_out}
     catalogue_ids = {row["id"].strip() for row in catalogue}
@@ -401,10 +401,10 @@ def _build_context(data, titles: dict[int, str], products: list[dict[str, str]],
     answer vocabulary (the entities answering some training question)."""
     import torch
 
-    from kgmm.bench.fusion import _encode_titles
     from kgmm.nn.vision import encode_image_files
     from kgmm.schema import entity_id
     from kgmm.sources.datasets import fashion_attributes
+    from kgmm.tasks.fusion import encode_titles
 
     index = data.entity_vocab.index_map()
     photo_node = torch.tensor([index.get(f"fashion:product:{row['id'].strip()}", -1) for row in products])
@@ -439,7 +439,7 @@ def _build_context(data, titles: dict[int, str], products: list[dict[str, str]],
     title_nodes = sorted(node for node, title in titles.items() if title)
     if progress:
         print(f"encoding {len(title_nodes):,} catalogue titles (cached after the first run) ...", flush=True)
-    title_features = _encode_titles([titles[node] for node in title_nodes], text_encoder, progress)
+    title_features = encode_titles([titles[node] for node in title_nodes], text_encoder, progress)
     return _Context(
         data=data, num_relations=len(data.relation_vocab), photo_node=photo_node, images=images, paths=paths,
         products=products, has_answer=has_answer, answer_class=answer_class,

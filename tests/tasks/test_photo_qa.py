@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-import kgmm.bench.fusion as bench_fusion
+import kgmm.tasks.fusion as catalogue
 import kgmm.tasks.photo_qa as photo_qa
 from kgmm.errors import SourceError, ValidationError
 from kgmm.tasks.photo_qa import QUESTION_TYPES, VARIANTS, nearest, photo_qa_benchmark, propagation_graph, sign_test
@@ -119,8 +119,8 @@ def run(folder: Path, **options) -> dict:
 
 
 def held_out_ids(folder: Path, seed: int = 0) -> set[str]:
-    products = bench_fusion.read_products(folder / "products_train.csv")
-    _, held_out = bench_fusion.stratified_split([row["articleType"] for row in products], 0.25, seed)
+    products = catalogue.read_products(folder / "products_train.csv")
+    _, held_out = catalogue.stratified_split([row["articleType"] for row in products], 0.25, seed)
     return {products[i]["id"] for i in held_out}
 
 
@@ -166,10 +166,10 @@ def test_sign_test_p_values():
 
 def test_held_out_products_never_reach_the_graph_or_any_training(fashion_dir, monkeypatch):
     held = held_out_ids(fashion_dir)
-    products = bench_fusion.read_products(fashion_dir / "products_train.csv")
+    products = catalogue.read_products(fashion_dir / "products_train.csv")
     held_positions = {i for i, row in enumerate(products) if row["id"] in held}
     graphs, folds, seeded = [], [], []
-    build, run_fold = bench_fusion.catalogue_graph, photo_qa._run_fold
+    build, run_fold = catalogue.catalogue_graph, photo_qa._run_fold
     by_photo, by_title = photo_qa.photo_seeds, photo_qa.title_seeds
 
     def spy_graph(catalogue, query_products):
@@ -194,7 +194,7 @@ def test_held_out_products_never_reach_the_graph_or_any_training(fashion_dir, mo
         seeded.append((len(folds) - 1, context, list(queries), seeds))
         return seeds
 
-    monkeypatch.setattr(bench_fusion, "catalogue_graph", spy_graph)
+    monkeypatch.setattr(catalogue, "catalogue_graph", spy_graph)
     monkeypatch.setattr(photo_qa, "_run_fold", spy_fold)
     monkeypatch.setattr(photo_qa, "photo_seeds", spy_photo_seeds)
     monkeypatch.setattr(photo_qa, "title_seeds", spy_title_seeds)
@@ -222,7 +222,7 @@ def test_held_out_products_never_reach_the_graph_or_any_training(fashion_dir, mo
 def test_held_out_products_catalogue_rows_do_not_change_any_result(fashion_dir):
     before = run(fashion_dir, seed_mixes=(1.0, 0.5, 0.0))
     path = fashion_dir / "catalogue.csv"
-    rows = bench_fusion.read_products(path)
+    rows = catalogue.read_products(path)
     held = held_out_ids(fashion_dir)
     for row in rows:
         if row["id"] in held:  # wrong labels on the held-out products' own catalogue rows
@@ -256,7 +256,7 @@ def test_nearest_skips_excluded_references_and_weights_by_similarity():
 def test_propagation_graph_scores_like_the_whole_graph(fashion_dir):
     from kgmm.nn.qa import RelationGraph
 
-    data, product_node = bench_fusion.catalogue_graph(bench_fusion.read_products(fashion_dir / "catalogue.csv"), [])
+    data, product_node = catalogue.catalogue_graph(catalogue.read_products(fashion_dir / "catalogue.csv"), [])
     relations = len(data.relation_vocab)
     seeds = torch.zeros(int(data.num_nodes), 2)
     seeds[product_node["1000"], 0], seeds[product_node["1004"], 0], seeds[product_node["5001"], 1] = 0.5, 0.5, 1.0
@@ -281,7 +281,7 @@ def test_photo_qa_benchmark_rejects_missing_folders_files_and_photos(fashion_dir
         run(fashion_dir)
     (fashion_dir / "images" / "5004.jpg").write_bytes(b"")  # present again (an empty photo is the encoder's to reject)
     rows = [{key: value for key, value in row.items() if key != "season"}
-            for row in bench_fusion.read_products(fashion_dir / "products_train.csv")]
+            for row in catalogue.read_products(fashion_dir / "products_train.csv")]
     write_csv(fashion_dir / "products_train.csv", rows, [c for c in COLUMNS if c != "season"])
     with pytest.raises(ValidationError, match="lacks the column\\(s\\) season"):
         run(fashion_dir)
