@@ -15,8 +15,14 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kgmm.errors import ValidationError
+from kgmm.utils import percentile
+
+if TYPE_CHECKING:
+    from kgmm.sources.cases import Case
+    from kgmm.tasks.diagnosis import DiagnosisModel
 
 DEFAULT_SIZES = (1, 5, 20, None)  # None: every training case
 
@@ -116,3 +122,16 @@ def plot_curve(rows: Sequence[dict], out_png: str | Path, *, title: str = "") ->
 
 
 __all__ = ["DEFAULT_SIZES", "learning_curve", "parse_sizes", "plot_curve"]
+
+
+def bench_diagnose(model: DiagnosisModel, cases: Sequence[Case], *, count: int = 200) -> dict:
+    """Warm ``diagnose`` latency (ms) per case: p50/p95/p99 over up to ``count`` cases."""
+    if not cases:
+        raise ValidationError("no case to time")
+    model.diagnose(cases[0])
+    times = []
+    for case in list(cases)[:count]:
+        started = time.perf_counter()
+        model.diagnose(case)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"cases": len(times), **{f"p{round(q * 100)}_ms": round(percentile(times, q), 2) for q in (0.5, 0.95, 0.99)}}

@@ -12,6 +12,8 @@ import resource
 import time
 from pathlib import Path
 
+from kgmm.utils import percentile
+
 FEATURE_SOURCES = ("cached", "random", "none")
 
 
@@ -29,12 +31,6 @@ def _rss_mb() -> float:
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process since it started, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))]
 
 
 def _features(data, source: str, dim: int, cache_dir: str | Path | None, progress: bool, seed: int):
@@ -156,7 +152,7 @@ def _time_retrievals(retriever, seeds: list[int], *, hops: int, nodes: int, quer
         candidates.append(subgraph.num_candidates)
     times.sort()
     return {
-        "p50_ms": round(_percentile(times, 0.5), 3), "p95_ms": round(_percentile(times, 0.95), 3),
+        "p50_ms": round(percentile(times, 0.5), 3), "p95_ms": round(percentile(times, 0.95), 3),
         "max_ms": round(times[-1], 3), "mean_ms": round(sum(times) / len(times), 3),
         "mean_nodes": round(sum(sizes) / len(sizes), 1), "mean_candidates": round(sum(candidates) / len(candidates), 1),
         "max_candidates": max(candidates),

@@ -135,8 +135,8 @@ def bench_diagnose(
     as_json: bool = JsonOption,
 ) -> None:
     """Latency of `kgmm diagnose` on a warm model (p50/p95/p99, ms per case)."""
+    from kgmm.bench.diagnosis import bench_diagnose as run
     from kgmm.sources.cases import read_cases
-    from kgmm.tasks.diagnosis import bench_diagnose as run
 
     chosen = _model(model, knowledge, "medical")
     result = run(chosen, read_cases(path, dataset, target=chosen.config.get("target")), count=count)

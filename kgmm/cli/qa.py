@@ -146,7 +146,7 @@ def bench_qa(
     as_json: bool = JsonOption,
 ) -> None:
     """Latency of `kgmm ask` on a warm model (p50/p99) and batched evaluation throughput."""
-    from kgmm.tasks.qa import bench_qa as run
+    from kgmm.bench.qa import bench_qa as run
 
     result = run(_model_dir(model), kb, questions, count=count)
     emit({"title": f"QA benchmark ({model})", **result}, as_json, render_metrics)

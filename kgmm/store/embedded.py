@@ -16,6 +16,7 @@ a batch may change (it brings evidence, aliases or a higher confidence) are read
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -72,6 +73,18 @@ class _SharedDatabase:
 
 _open_databases: dict[str, _SharedDatabase] = {}
 _open_lock = threading.Lock()
+
+
+def buffer_pool_bytes() -> int:
+    """LadybugDB's page cache for an open store: ``$KGMM_BUFFER_POOL_MB`` MiB (0: LadybugDB's default)."""
+    raw = os.environ.get("KGMM_BUFFER_POOL_MB", "").strip()
+    if not raw:
+        return 0
+    try:
+        megabytes = int(raw)
+    except ValueError:
+        raise StoreError(f"KGMM_BUFFER_POOL_MB={raw!r} is not a whole number of MiB; set it to e.g. 1024") from None
+    return max(megabytes, 0) << 20
 
 
 def _release(key: str, connection: Any) -> None:
@@ -225,7 +238,8 @@ class EmbeddedStore(GraphStore):
                 shared.users += 1
                 return shared.database
             try:
-                database = ladybug.Database(str(database_file), read_only=self.read_only, max_db_size=_MAX_DB_SIZE)
+                database = ladybug.Database(str(database_file), read_only=self.read_only, max_db_size=_MAX_DB_SIZE,
+                                            buffer_pool_size=buffer_pool_bytes())
             except RuntimeError as e:
                 raise StoreError(self._open_failure(e)) from e
             _open_databases[self._key] = _SharedDatabase(database, self.read_only, users=1)

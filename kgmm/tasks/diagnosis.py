@@ -868,23 +868,5 @@ def evaluate_diagnosis(model: DiagnosisModel, path: str | Path, dataset: str) ->
     return metrics
 
 
-def bench_diagnose(model: DiagnosisModel, cases: Sequence[Case], *, count: int = 200) -> dict:
-    """Warm ``diagnose`` latency (ms) per case: p50/p95/p99 over up to ``count`` cases."""
-    if not cases:
-        raise ValidationError("no case to time")
-    model.diagnose(cases[0])
-    times = []
-    for case in list(cases)[:count]:
-        started = time.perf_counter()
-        model.diagnose(case)
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-
-    def at(q: float) -> float:
-        return round(times[min(len(times) - 1, int(q * len(times)))], 2)
-
-    return {"cases": len(times), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99)}
-
-
-__all__ = ["DiagnosisModel", "FindingReader", "bench_diagnose", "case_knowledge", "diagnosis_metrics", "text_knowledge",
+__all__ = ["DiagnosisModel", "FindingReader", "case_knowledge", "diagnosis_metrics", "text_knowledge",
            "evaluate_diagnosis", "fit_temperature", "load_knowledge", "open_diagnosis_model", "train_diagnosis"]
