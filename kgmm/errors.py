@@ -38,6 +38,10 @@ class WriteRefusedError(StoreError):
     """A query tried to write to a store it was allowed only to read (the database refused it)."""
 
 
+class EntityNotFoundError(StoreError):
+    """No stored entity matches a name (a search, neighbourhood or path asked about an unknown entity)."""
+
+
 class ValidationError(KgmmError):
     """A value (label, relation type, parameter) failed validation before reaching a store."""
 

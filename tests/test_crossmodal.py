@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from kgmm.crossmodal import cross_modal_search, link_uncaptioned_images, resolve_align_model
 from kgmm.errors import ValidationError
 from kgmm.schema import Entity, Mention, Source
 from kgmm.store import open_store
+from kgmm.tasks.crossmodal import cross_modal_search, link_uncaptioned_images, resolve_align_model
 
 
 @pytest.fixture

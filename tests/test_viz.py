@@ -1,4 +1,4 @@
-"""kgmm.viz: the graph view (neo4j-viz) of a store, a neighbourhood and a QA answer, and its offline HTML."""
+"""kgmm.app.viz: the graph view (neo4j-viz) of a store, a neighbourhood and a QA answer, and its offline HTML."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _data(html: str) -> dict:
 
 
 def test_view_of_a_neighbourhood_colours_types_and_lists_sources(store):
-    from kgmm.viz import HIGHLIGHT, type_colour, visualization
+    from kgmm.app.viz import HIGHLIGHT, type_colour, visualization
 
     view = visualization(store.neighbors(DIABETES, hops=1), store=store)
     nodes = {node.id: node for node in view.nodes}
@@ -49,7 +49,7 @@ def test_view_of_a_neighbourhood_colours_types_and_lists_sources(store):
 
 
 def test_qa_answer_path_is_highlighted():
-    from kgmm.viz import HIGHLIGHT, visualization
+    from kgmm.app.viz import HIGHLIGHT, visualization
 
     result = {"answers": [{"entity": "b", "name": "B", "score": 0.9, "path": [
         {"head": "a", "head_name": "A", "relation": "R", "tail": "b", "tail_name": "B", "sources": ["doc:1"],
@@ -62,7 +62,7 @@ def test_qa_answer_path_is_highlighted():
 
 
 def test_standalone_html_is_offline_and_holds_the_graph(store, tmp_path):
-    from kgmm.viz import write_html
+    from kgmm.app.viz import write_html
 
     written = write_html(store, tmp_path / "graph.html")
     html = (tmp_path / "graph.html").read_text(encoding="utf-8")
@@ -74,8 +74,8 @@ def test_standalone_html_is_offline_and_holds_the_graph(store, tmp_path):
 
 
 def test_hostile_names_stay_data(tmp_path):
+    from kgmm.app.viz import write_html
     from kgmm.schema import Entity, Subgraph
-    from kgmm.viz import write_html
 
     name = '</script><script>alert("x")</script> `drop` \'quote\''
     write_html(Subgraph([Entity("x:y:z", name, "Thing", "x")], []), tmp_path / "hostile.html")
@@ -85,7 +85,7 @@ def test_hostile_names_stay_data(tmp_path):
 
 
 def test_bad_inputs(store):
-    from kgmm.viz import as_subgraph
+    from kgmm.app.viz import as_subgraph
 
     with pytest.raises(ValidationError, match="cannot draw a str"):
         as_subgraph("diabetes")
@@ -109,7 +109,7 @@ def test_cli_export_html(store, tmp_path):
 
 
 def test_cypher_rows_as_table_and_graph(store):
-    from kgmm.viz import cypher
+    from kgmm.app.viz import cypher
 
     result = cypher(store, "MATCH (a:Entity)-[r:TREATS]->(b:Entity) RETURN a, r, b, r.confidence AS confidence")
     table = result.table()
@@ -123,7 +123,7 @@ def test_cypher_rows_as_table_and_graph(store):
 
 
 def test_explore_widget_adds_a_nodes_neighbours(store):
-    from kgmm.viz import explore
+    from kgmm.app.viz import explore
 
     widget = explore(store.neighbors(METFORMIN, hops=1), store=store)
     assert {str(node.id) for node in widget.nodes} == {METFORMIN, DIABETES}

@@ -43,8 +43,8 @@ def console_errors(stderr: str) -> list[str]:
 def test_exported_view_renders_in_chromium(tmp_path):
     from PIL import Image
 
+    from kgmm.app.viz import type_colour, write_html
     from kgmm.store import open_store
-    from kgmm.viz import type_colour, write_html
 
     store = open_store(tmp_path / "store")
     write_batch(store)

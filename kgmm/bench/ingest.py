@@ -52,8 +52,8 @@ def bench_ingest(data_dir: str | Path, *, domain: str = "medical", docs: int = 5
 
     The corpus is deterministic (``seed`` is recorded for the report; nothing here is random).
     """
+    from kgmm.app.ingest import ingest
     from kgmm.extract.pipeline import Extractor
-    from kgmm.ingest import ingest
     from kgmm.store import open_store
 
     texts = build_medical_corpus(Path(data_dir), docs)

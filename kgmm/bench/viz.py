@@ -1,7 +1,7 @@
 """``kgmm bench viz``: how fast the HTML graph view of a large subgraph renders in a real browser.
 
 A graph of ``nodes`` entities (six types) and ``2 x nodes`` random relations is written with
-:func:`kgmm.viz.write_html`; a copy gets a small probe script that records, in wall-clock time from the start
+:func:`kgmm.app.viz.write_html`; a copy gets a small probe script that records, in wall-clock time from the start
 of navigation, when the graph's canvas first holds drawn pixels, and then counts animation frames for two
 seconds while the view zooms (``frames_per_s``: does it stay interactive). Headless Chromium is driven over
 the DevTools protocol on a pipe (``--remote-debugging-pipe``: no network port, no extra package).
@@ -130,7 +130,7 @@ def bench_viz(nodes: int = 2000, *, runs: int = 3, chromium: str | None = None, 
     Raises:
         ValidationError: without Chromium (install Debian's ``chromium``) or when the graph never renders.
     """
-    from kgmm.viz import write_html
+    from kgmm.app.viz import write_html
 
     executable = chromium or shutil.which("chromium") or shutil.which("chromium-browser") or \
         shutil.which("google-chrome")

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Ingest the medical and retail samples (texts and captioned images) and show the graph."""
-        from kgmm.demo import run_demo
+        from kgmm.app.demo import run_demo
         from kgmm.store import open_store
 
         with open_store(store) as graph_store:

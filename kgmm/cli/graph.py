@@ -151,8 +151,8 @@ def register(app: typer.Typer) -> None:
         keeps what was committed, and running the command again goes on)."""
         import os
 
-        from kgmm.crossmodal import ALIGN_MODEL_ENV, resolve_align_model
-        from kgmm.ingest import IngestInterrupted, plan_ingest
+        from kgmm.app.ingest import IngestInterrupted, plan_ingest
+        from kgmm.tasks.crossmodal import ALIGN_MODEL_ENV, resolve_align_model
 
         # Checked before anything is written, so a wrong path fails fast instead of after a long ingest.
         linker = resolve_align_model(align_model) if align_model is not None or os.environ.get(ALIGN_MODEL_ENV) else None
@@ -171,7 +171,7 @@ def register(app: typer.Typer) -> None:
                       f"{report.domain!r}, and were left as they are; pass --reextract to extract them again with "
                       f"{report.domain!r}", file=sys.stderr)
             if linker is not None:
-                from kgmm.crossmodal import link_uncaptioned_images
+                from kgmm.tasks.crossmodal import link_uncaptioned_images
 
                 result["image_links"] = link_uncaptioned_images(graph_store, model=linker)
         emit(result, as_json, _render_ingest)
@@ -189,7 +189,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rebuild the graph of stored sources whose entities are gone (deleted with `kgmm cypher --write`, say),
         from the text the store keeps: no input files needed."""
-        from kgmm.ingest import repair as run_repair
+        from kgmm.app.ingest import repair as run_repair
 
         with open_existing_store(store, user, database, read_only=False) as graph_store:
             report = run_repair(graph_store, domain=domain, every_source=every_source,
@@ -205,7 +205,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Count entities, relations, documents, images and mentions."""
-        from kgmm.explore import stats_dict
+        from kgmm.app.answers import stats_dict
 
         with open_existing_store(store, user, database) as graph_store:
             emit(stats_dict(graph_store), as_json, render_stats)
@@ -234,12 +234,12 @@ def register(app: typer.Typer) -> None:
         if not cross_modal:
             if not name or not name.strip():
                 raise ValidationError("give a name to search for (or --image PATH to search with a photo)")
-            from kgmm.explore import search as run_search
+            from kgmm.app.answers import search as run_search
 
             with open_existing_store(store, user, database) as graph_store:
                 emit(run_search(graph_store, name, limit=limit), as_json, render_search)
             return
-        from kgmm.crossmodal import KINDS, cross_modal_search
+        from kgmm.tasks.crossmodal import KINDS, cross_modal_search
 
         kinds = ("images",) if images else KINDS
         with open_existing_store(store, user, database) as graph_store:
@@ -260,7 +260,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Link images stored without a caption to their nearest entities (provenance "retrieved")."""
-        from kgmm.crossmodal import link_uncaptioned_images
+        from kgmm.tasks.crossmodal import link_uncaptioned_images
 
         with open_existing_store(store, user, database, read_only=False) as graph_store:
             result = link_uncaptioned_images(graph_store, model=model, per_image=per_image, min_score=min_score,
@@ -281,7 +281,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Show an entity's neighbourhood and the sources of each fact."""
-        from kgmm.explore import neighbourhood
+        from kgmm.app.answers import neighbourhood
 
         with open_existing_store(store, user, database) as graph_store:
             emit(neighbourhood(graph_store, name, hops=hops, limit=limit), as_json, render_neighbourhood)
@@ -297,7 +297,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Show a shortest chain of facts between two entities."""
-        from kgmm.explore import path_between
+        from kgmm.app.answers import path_between
 
         with open_existing_store(store, user, database) as graph_store:
             emit(path_between(graph_store, source, target, max_hops=max_hops), as_json, render_path)
@@ -349,7 +349,7 @@ def register(app: typer.Typer) -> None:
         if sum(option is not None for option in (out, to, from_)) != 1:
             raise ValidationError("give exactly one of --out FILE, --to STORE or --from STORE")
         if out is not None:
-            from kgmm.export import export_graph
+            from kgmm.app.export import export_graph
 
             with open_existing_store(store, user, database) as graph_store:
                 subgraph = None

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kgmm.ingest import ingest
+from kgmm.app.ingest import ingest
 from kgmm.schema import Source
 from kgmm.store import open_store
 
@@ -48,7 +48,7 @@ def test_ingest_interrupted_then_rerun_matches_clean_run(tmp_path, general_extra
         clean = _counts(store)
 
     # Simulate a crash after entities, relations and mentions of a batch were written, before its sources.
-    from kgmm.ingest import merge_extractions
+    from kgmm.app.ingest import merge_extractions
 
     sources = [Source.document(text, str(notes / f"note-{i}.txt"), title=f"note-{i}.txt") for i, text in enumerate(NOTES)]
     extractions = list(general_extractor.extract(sources))
@@ -146,8 +146,8 @@ def test_ingest_with_another_domain_says_so_and_reextract_applies_it(tmp_path, g
 
 
 def test_repair_rebuilds_entities_deleted_by_hand_from_the_stored_text(tmp_path, medical_extractor, monkeypatch):
+    from kgmm.app.ingest import repair
     from kgmm.extract import pipeline
-    from kgmm.ingest import repair
 
     monkeypatch.setattr(pipeline, "Extractor", lambda domain, **_: medical_extractor)
     notes = _write_notes(tmp_path / "notes", MEDICAL_NOTES)
@@ -161,8 +161,8 @@ def test_repair_rebuilds_entities_deleted_by_hand_from_the_stored_text(tmp_path,
 
 
 def test_ingest_nothing_readable_raises_before_the_store_is_touched(tmp_path, general_extractor):
+    from kgmm.app.ingest import plan_ingest
     from kgmm.errors import SourceError
-    from kgmm.ingest import plan_ingest
 
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     problems = []
@@ -173,8 +173,8 @@ def test_ingest_nothing_readable_raises_before_the_store_is_touched(tmp_path, ge
 
 
 def test_ingest_batches_are_bounded_by_characters_and_committed_as_they_go(tmp_path, general_extractor, monkeypatch):
-    from kgmm import ingest as ingest_module
-    from kgmm.ingest import IngestInterrupted
+    from kgmm.app import ingest as ingest_module
+    from kgmm.app.ingest import IngestInterrupted
 
     sentence = "Marie Curie worked in Paris with Pierre Curie. "
     (tmp_path / "long.txt").write_text(sentence * 6_000, encoding="utf-8")  # 282k characters: 3 parts

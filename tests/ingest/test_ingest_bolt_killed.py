@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from kgmm.app.ingest import ingest
 from kgmm.errors import StoreError
-from kgmm.ingest import ingest
 from kgmm.store.neo4j import Neo4jStore
 
 pytestmark = pytest.mark.bolt

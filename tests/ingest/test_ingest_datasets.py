@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kgmm.ingest import ingest
+from kgmm.app.ingest import ingest
 from kgmm.store import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]

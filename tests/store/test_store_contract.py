@@ -365,7 +365,7 @@ def _provenance(mentions) -> list[tuple]:
 
 
 def test_retrieved_mention_round_trips_with_provenance_and_confidence(graph):
-    from kgmm.explore import search, stats_dict
+    from kgmm.app.answers import search, stats_dict
 
     assert graph.upsert_mentions([retrieved(KIDNEY, UNCAPTIONED.id, 0.42), retrieved(FLU, UNCAPTIONED.id, 0.17)]) == 2
     graph.upsert_sources([UNCAPTIONED])
@@ -447,7 +447,7 @@ HOSTILE = [
 
 
 def test_cypher_injection_in_names_and_labels_is_data_never_code(graph, general_extractor, tmp_path):
-    from kgmm.ingest import ingest
+    from kgmm.app.ingest import ingest
     from kgmm.schema import entity_id
 
     before = graph.stats()

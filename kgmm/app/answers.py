@@ -6,14 +6,10 @@ that stated it, and each mention its provenance ("extracted" from text, or "retr
 
 from __future__ import annotations
 
-from kgmm.errors import KgmmError
+from kgmm.errors import EntityNotFoundError
 from kgmm.schema import Entity, Relation, Source, Subgraph
 from kgmm.store.base import GraphStore
 from kgmm.utils import shorten
-
-
-class EntityNotFoundError(KgmmError):
-    """No stored entity matches a name."""
 
 
 def entity_dict(entity: Entity) -> dict:

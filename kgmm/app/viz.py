@@ -1,7 +1,7 @@
 """Interactive graph views for notebooks and standalone HTML, drawn by ``neo4j-viz`` (offline: its page inlines
 its JavaScript, nothing is fetched at run time).
 
-    from kgmm.viz import show, write_html
+    from kgmm.app.viz import show, write_html
     show(store.neighbors("medical:disease:influenza", hops=2), store=store)   # in a notebook cell
     show(qa_result, store=store)                                            # an answer's evidence path, highlighted
     write_html(store, "graph.html")                                         # the same view as one HTML file
@@ -251,7 +251,7 @@ def cypher(store, query: str, parameters: dict[str, Any] | None = None, *, write
 
 
 def load_ipython_extension(ipython) -> None:
-    """``%load_ext kgmm.viz`` adds the ``%%cypher`` cell magic: ``%%cypher STORE`` (a store object in the
+    """``%load_ext kgmm.app.viz`` adds the ``%%cypher`` cell magic: ``%%cypher STORE`` (a store object in the
     notebook, a folder or a bolt:// URI; default ``$KGMM_STORE``) then the query; shows the table and the graph."""
     import os
 

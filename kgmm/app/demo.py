@@ -14,7 +14,7 @@ DEMO_INPUTS = {
 
 def find_sample_data(data_dir: str | Path | None = None) -> Path:
     """Return the samples folder: ``data_dir``, else ``./data``, else the repository's ``data/``."""
-    candidates = [Path(data_dir)] if data_dir else [Path("data"), Path(__file__).resolve().parents[1] / "data"]
+    candidates = [Path(data_dir)] if data_dir else [Path("data"), Path(__file__).resolve().parents[2] / "data"]
     for candidate in candidates:
         if all((candidate / rel).exists() for inputs in DEMO_INPUTS.values() for rel in inputs):
             return candidate
@@ -25,8 +25,8 @@ def find_sample_data(data_dir: str | Path | None = None) -> Path:
 
 def run_demo(store, data_dir: str | Path | None = None, *, show: int = 3, progress: bool = True) -> dict:
     """Ingest the samples into ``store`` and return stats and the best-connected entities' neighbourhoods."""
-    from kgmm.explore import neighbourhood, stats_dict
-    from kgmm.ingest import ingest
+    from kgmm.app.answers import neighbourhood, stats_dict
+    from kgmm.app.ingest import ingest
 
     data = find_sample_data(data_dir)
     reports = {}

@@ -14,7 +14,7 @@ EXPORT_FORMATS = ("networkx", "graphml", "pyg", "html")
 def export_graph(store: GraphStore, fmt: str, out: str | Path, *, around=None) -> dict:
     """Write the whole graph of ``store`` to ``out`` in ``fmt``; return what was written.
 
-    ``html`` writes the interactive view of :mod:`kgmm.viz` as one offline HTML file: of the whole store, or of
+    ``html`` writes the interactive view of :mod:`kgmm.app.viz` as one offline HTML file: of the whole store, or of
     ``around`` (a :class:`kgmm.schema.Subgraph`, e.g. an entity's neighbourhood).
 
     ``pyg`` writes a dict of tensors and vocabularies with ``torch.save``, loadable with
@@ -26,7 +26,7 @@ def export_graph(store: GraphStore, fmt: str, out: str | Path, *, around=None) -
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
-        from kgmm.viz import write_html
+        from kgmm.app.viz import write_html
 
         return write_html(around if around is not None else store, out, store=store)
     if fmt == "pyg":
