@@ -32,7 +32,9 @@ def export_graph(store: GraphStore, fmt: str, out: str | Path, *, around=None) -
     if fmt == "pyg":
         import torch
 
-        data = store.to_pyg()
+        from kgmm.graphdata import store_to_data
+
+        data = store_to_data(store)
         payload = {
             "edge_index": data.edge_index,
             "edge_type": data.edge_type,

@@ -218,19 +218,14 @@ class GraphStore(ABC):
 
     # ---- export (backend independent) -----------------------------------------------------
     def to_networkx(self):
-        """Return the graph as a ``networkx.MultiDiGraph`` (entities as nodes, relations as keyed edges)."""
-        from kgmm.store.export import to_networkx
+        """Return the graph as a ``networkx.MultiDiGraph`` (entities as nodes, relations as keyed edges).
+
+        For PyG tensors, the layer above builds them: :func:`kgmm.graphdata.store_to_data` (or
+        ``store_to_hetero_data``).
+        """
+        from kgmm.store.nxgraph import to_networkx
 
         return to_networkx(self)
-
-    def to_pyg(self, *, hetero: bool = False, **vocabularies):
-        """Return the graph as a torch_geometric ``Data`` (or ``HeteroData``) with its vocabularies.
-
-        The same as :func:`kgmm.graphdata.store_to_data`; pass a model's saved vocabularies to keep its indices.
-        """
-        from kgmm.store.export import to_pyg
-
-        return to_pyg(self, hetero=hetero, **vocabularies)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027  (a backend without a handle has nothing to release)

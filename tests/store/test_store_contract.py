@@ -21,6 +21,7 @@ from tiny_graph import (
 )
 
 from kgmm.errors import StoreError, ValidationError, WriteRefusedError
+from kgmm.graphdata import store_to_data, store_to_hetero_data
 from kgmm.schema import PROVENANCE_EXTRACTED, PROVENANCE_RETRIEVED, Entity, Mention, Relation, Source
 from kgmm.store.base import Retraction
 
@@ -284,8 +285,8 @@ def test_to_networkx_keys_edges_by_relation_type(graph):
     assert (edge["confidence"], edge["extractor"], edge["sources"]) == (0.8, "dep_pattern", [DOC_A.id])
 
 
-def test_to_pyg_data_has_vocabularies_and_typed_edges(graph):
-    data = graph.to_pyg()
+def test_store_to_data_data_has_vocabularies_and_typed_edges(graph):
+    data = store_to_data(graph)
     entity_ids, relation_types, entity_types = data.entity_vocab.keys, data.relation_vocab.keys, data.entity_type_vocab.keys
     assert data.num_nodes == 6 and sorted(entity_ids) == sorted(e.id for e in tiny_entities())
     assert data.edge_index.shape == (2, 3) and data.edge_type.shape == (3,)
@@ -300,14 +301,14 @@ def test_to_pyg_data_has_vocabularies_and_typed_edges(graph):
     assert types[KIDNEY] == "Anatomy" and types[METFORMIN] == "Drug"
 
 
-def test_to_pyg_keeps_a_given_vocabulary(graph):
-    first = graph.to_pyg()
-    again = graph.to_pyg(entity_vocab=first.entity_vocab, relation_vocab=first.relation_vocab)
+def test_store_to_data_keeps_a_given_vocabulary(graph):
+    first = store_to_data(graph)
+    again = store_to_data(graph, entity_vocab=first.entity_vocab, relation_vocab=first.relation_vocab)
     assert again.entity_vocab == first.entity_vocab and torch_equal(again.edge_index, first.edge_index)
 
 
-def test_to_pyg_hetero_has_one_node_type_per_entity_type(graph):
-    data = graph.to_pyg(hetero=True)
+def test_store_to_data_hetero_has_one_node_type_per_entity_type(graph):
+    data = store_to_hetero_data(graph)
     assert sorted(data.node_types) == ["Anatomy", "Disease", "Drug", "Symptom"]
     assert sorted(data.edge_types) == [("Disease", "HAS_SYMPTOM", "Symptom"), ("Drug", "TREATS", "Disease")]
     treats = data["Drug", "TREATS", "Disease"].edge_index
@@ -317,8 +318,8 @@ def test_to_pyg_hetero_has_one_node_type_per_entity_type(graph):
     assert data["Disease"].num_nodes == 2 and sorted(diseases) == [DIABETES, FLU]
 
 
-def test_to_pyg_of_empty_store(store):
-    data = store.to_pyg()
+def test_store_to_data_of_empty_store(store):
+    data = store_to_data(store)
     assert data.num_nodes == 0 and data.edge_index.shape == (2, 0) and data.entity_vocab.keys == []
 
 
