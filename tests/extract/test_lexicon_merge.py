@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from kgmm.domains import lexicon_index as lexicon_module
 from kgmm.domains import load_domain
+from kgmm.domains.lexicon_index import merge_lexicons
 from kgmm.domains.lexicons import LexiconEntry, TypeAuthority
-from kgmm.extract import lexicon as lexicon_module
-from kgmm.extract.lexicon import merge_lexicons
 
 MEDICAL_TYPES = ("Disease", "Symptom", "Drug", "Finding", "Anatomy", "Procedure")
 

