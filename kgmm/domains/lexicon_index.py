@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -19,7 +18,7 @@ from kgmm import __version__
 from kgmm.domains import DomainPack
 from kgmm.domains.lexicons import LexiconEntry, build_lexicon
 from kgmm.schema import content_hash, normalize_name
-from kgmm.utils import cache_dir
+from kgmm.utils import cache_dir, package_versions
 
 # Types whose names are proper names: never pluralised.
 _NAME_TYPES = {"Brand", "Person", "Organization", "Location", "Gender", "Season"}
@@ -57,7 +56,7 @@ def load_lexicon_index(pack: DomainPack) -> LexiconIndex:
         __version__,
         pack.name,
         *_index_code(),
-        *package_versions(_SOURCE_PACKAGES),
+        *(f"{name}={version}" for name, version in package_versions(_SOURCE_PACKAGES).items()),
         *(p.name + ":" + p.read_text(encoding="utf-8", errors="replace") for p in pack_files),
     )
     cached = cache_dir() / "lexicons" / f"{pack.name}-{key}.json"
@@ -70,19 +69,6 @@ def load_lexicon_index(pack: DomainPack) -> LexiconIndex:
     index = merge_lexicons([build_lexicon(name, pack) for name in pack.lexicons], type_order=pack.entity_types)
     write_cached_json(cached, _to_json(index))
     return LexiconIndex(index.entries, index.phrases, key)
-
-
-def package_versions(packages: Iterable[str]) -> list[str]:
-    """``name=version`` of each installed package (``name=none`` when absent), for cache keys."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = []
-    for package in packages:
-        try:
-            found.append(f"{package}={version(package)}")
-        except PackageNotFoundError:
-            found.append(f"{package}=none")
-    return found
 
 
 def read_cached_json(path: Path) -> dict | None:

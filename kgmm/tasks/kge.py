@@ -36,17 +36,18 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kgmm import __version__
 from kgmm.errors import KgmmError, SourceError, ValidationError
 from kgmm.graphdata.vocab import Vocabulary
 from kgmm.sources.triples import read_triple_lines
 from kgmm.tasks.checkpoint import read_model_config
+from kgmm.utils import package_versions, seed_everything
 
 if TYPE_CHECKING:
     import torch
@@ -538,24 +539,6 @@ def _load_state(model_dir: Path, config: dict, fix: str) -> dict:
 # Training
 
 
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _versions() -> dict[str, str]:
-    import torch
-    import torch_geometric
-
-    import kgmm
-
-    return {"kgmm": kgmm.__version__, "torch": torch.__version__, "torch_geometric": torch_geometric.__version__}
-
-
 def train_kge(
     triples_dir: str | Path,
     out_dir: str | Path,
@@ -589,7 +572,7 @@ def train_kge(
     train_names, valid_names = _read_triples_dir(triples_dir)
     entities, relations = _build_vocabularies(train_names.triples, valid_names.triples)
     train_entities, _ = _build_vocabularies(train_names.triples)
-    _seed_everything(seed)
+    seed_everything(seed)
 
     module_config = KGEConfig(
         model=model, num_nodes=len(entities), num_relations=len(relations), hidden_channels=settings.hidden_channels,
@@ -609,7 +592,7 @@ def train_kge(
         "keys": "entities and relations are keyed by their names in the triples files",
         "train_file": str(train_names.path),
         "valid_file": str(valid_names.path),
-        "versions": _versions(),
+        "versions": {"kgmm": __version__, **package_versions(["torch", "torch_geometric"])},
     }
     bundle = KGEModel(module, entities, relations, {}, config)
     train = torch.unique(bundle.encode(train_names.triples, source=str(train_names.path)), dim=0)
