@@ -113,7 +113,7 @@ def check_domain(folder: str | Path) -> dict:
     report = {"entity_types": len(pack.entity_types), "relations": len(pack.relations),
               "lexicon_entries": len(index.entries), "lexicon_phrases": len(index.phrases)}
     if (path / KNOWLEDGE_FILE).is_file():
-        from kgmm.sources.cases import load_knowledge
+        from kgmm.domains.knowledge import load_knowledge
 
         knowledge = load_knowledge(path / KNOWLEDGE_FILE)
         report["knowledge_labels"] = len(knowledge.edges)

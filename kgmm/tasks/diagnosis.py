@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kgmm.domains.knowledge import load_knowledge
 from kgmm.errors import SourceError, ValidationError
-from kgmm.sources.cases import KNOWLEDGE_FILE, Case, LabelKnowledge, load_knowledge, read_cases
+from kgmm.sources.cases import KNOWLEDGE_FILE, Case, LabelKnowledge, read_cases
 from kgmm.tasks.checkpoint import CONFIG_FILE, read_model_config
 from kgmm.utils import shorten
 

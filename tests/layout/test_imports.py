@@ -17,7 +17,6 @@ LAYERS = ["sources", "domains", "extract", "store", "graphdata", "nn", "tasks", 
 KNOWN_UPWARD = {
     ("extract.pipeline", "tasks.extraction"),
     ("graphdata.features", "nn.text"),
-    ("sources.cases", "domains.builders"),
 }
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from kgmm.domains.knowledge import read_ddxplus_knowledge
 from kgmm.errors import KgmmError, SourceError, ValidationError
-from kgmm.sources.cases import Case, read_cases, read_ddxplus_knowledge
+from kgmm.sources.cases import Case, read_cases
 
 # Four conditions over twelve yes/no evidences and one categorical one (E_12, default V_0 = "nowhere").
 CONDITIONS = {
@@ -393,7 +394,7 @@ def test_learning_curve_trains_every_variant_on_the_same_held_out_cases(trained,
 
 
 def test_knowledge_only_from_the_hpo_disease_phenotype_graph():
-    from kgmm.sources.cases import load_knowledge
+    from kgmm.domains.knowledge import load_knowledge
     from kgmm.tasks.diagnosis import DiagnosisModel
 
     knowledge = load_knowledge("hpo")
