@@ -273,6 +273,7 @@ def ingest_items(
             if batch is None:
                 break
             _ingest_batch(batch, store, extractor, report, on_problem=on_problem, reextract=reextract)
+            store.release_memory()  # bounded memory over a long input (LadybugDB grows with each transaction)
             if progress is not None:
                 progress.advance(batch)
     except KeyboardInterrupt as e:

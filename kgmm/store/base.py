@@ -228,6 +228,9 @@ class GraphStore(ABC):
         return to_networkx(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
+    def release_memory(self) -> None:  # noqa: B027  (a server backend holds nothing in this process)
+        """Give back memory the backend keeps between transactions; called by ingest after each committed batch."""
+
     def close(self) -> None:  # noqa: B027  (a backend without a handle has nothing to release)
         """Release the database handle."""
 

@@ -87,6 +87,18 @@ def buffer_pool_bytes() -> int:
     return max(megabytes, 0) << 20
 
 
+def trim_heap() -> None:
+    """Return the C heap's free pages to the OS (glibc's ``malloc_trim``; nothing elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _release(key: str, connection: Any) -> None:
     try:
         connection.close()
@@ -281,6 +293,29 @@ class EmbeddedStore(GraphStore):
                 self._execute(statement, {}, action=f"add the new columns of {table}")
             missing = []
         return not missing
+
+    def release_memory(self) -> None:
+        """Reopen the database when this store is its only user in the process, and hand freed heap back to the OS.
+
+        LadybugDB keeps native memory from every write transaction until its database closes (15-20 MB per
+        ingest batch of 400,000 characters: 5.4 GB over a 50 MB file); reopening it costs a fraction of a second.
+        """
+        import ladybug
+
+        with _open_lock:
+            shared = _open_databases.get(self._key)
+            if shared is None or shared.users != 1 or not self._finalizer.alive:
+                return
+            self._finalizer.detach()
+            try:
+                self._connection.close()
+            finally:
+                del _open_databases[self._key]
+                shared.database.close()
+        database = self._acquire_database(ladybug, Path(self._key))
+        self._connection = ladybug.Connection(database)
+        self._finalizer = weakref.finalize(self, _release, self._key, self._connection)
+        trim_heap()
 
     def close(self) -> None:
         """Release the database handle (the database closes when its last store in this process does)."""

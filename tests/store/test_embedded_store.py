@@ -70,6 +70,31 @@ def test_reopen_sees_the_same_data(tmp_path):
         assert {r.key for r in reopened.iter_relations()} == {r.key for r in tiny_relations()}
 
 
+def test_release_memory_reopens_the_database_and_the_store_goes_on(tmp_path):
+    with open_store(tmp_path / "kg") as store:
+        store.upsert_entities(tiny_entities()[:2])
+        database = embedded_module._open_databases[store._key].database
+        store.release_memory()
+        assert embedded_module._open_databases[store._key].database is not database  # a fresh handle
+        assert store.stats().entities == 2
+        write_batch(store)
+        assert {r.key for r in store.iter_relations()} == {r.key for r in tiny_relations()}
+    assert store._key not in embedded_module._open_databases
+    with open_store(tmp_path / "kg", read_only=True) as reopened:
+        assert reopened.get_entity(DIABETES).aliases == ["diabetes mellitus"]
+
+
+def test_release_memory_keeps_a_database_another_store_uses(tmp_path):
+    first, second = open_store(tmp_path / "kg"), open_store(tmp_path / "kg")
+    database = embedded_module._open_databases[first._key].database
+    first.release_memory()
+    assert embedded_module._open_databases[first._key].database is database
+    first.upsert_entities(tiny_entities()[:2])
+    assert second.stats().entities == 2
+    first.close()
+    second.close()
+
+
 def test_open_same_directory_twice_shares_the_database(tmp_path):
     first = open_store(tmp_path / "kg")
     second = open_store(tmp_path / "kg")
