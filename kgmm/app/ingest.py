@@ -203,7 +203,12 @@ def plan_ingest(
     if extractor is None:
         from kgmm.extract.pipeline import Extractor
 
-        extractor = Extractor(domain, model_dir=model_dir)
+        model = None
+        if model_dir is not None:
+            from kgmm.tasks.extraction import load_extraction_model
+
+            model = load_extraction_model(model_dir)
+        extractor = Extractor(domain, model=model, model_source=f"the model in {model_dir}")
     return IngestPlan(itertools.chain([first], stream), extractor, input_files(paths, fmt=fmt), problems,
                       batch_size=int(batch_size), on_problem=on_problem)
 

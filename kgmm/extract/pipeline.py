@@ -14,7 +14,6 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kgmm.domains import DomainPack, load_domain
 from kgmm.domains.lexicon_index import LexiconIndex, load_lexicon_index
@@ -127,23 +126,23 @@ class Extractor:
 
     Args:
         domain (str): a built-in pack name or a pack folder.
+        model (optional): a trained extraction model (``kgmm.tasks.extraction.load_extraction_model``) whose
+            entities and relations join the pipeline's; it is handed in, as this layer sits below the tasks.
+        model_source (str, optional): where the model came from, for messages.
     """
 
-    def __init__(self, domain: str = "general", *, model_dir: str | Path | None = None) -> None:
+    def __init__(self, domain: str = "general", *, model=None, model_source: str = "the model") -> None:
         self.pack = load_domain(domain)
         self.lexicon = load_lexicon_index(self.pack)
         self.nlp = build_nlp(self.pack, self.lexicon)
-        self.model = None
-        if model_dir is not None:
-            from kgmm.tasks.extraction import load_extraction_model
-
-            self.model = load_extraction_model(model_dir)
+        self.model = model
+        if model is not None:
             # Benchmark texts nearly always hold a relation, so the model keeps its likeliest pair when none
             # clears the threshold; ingested notes and captions often hold none, so that fix-up is off here.
-            self.model.config["min_one_relation"] = False
-            if not set(self.model.entity_types) & set(self.pack.model_labels):
+            model.config["min_one_relation"] = False
+            if not set(model.entity_types) & set(self.pack.model_labels):
                 raise ExtractionError(
-                    f"the model in {model_dir} predicts {self.model.entity_types}, which the {self.pack.name!r} pack "
+                    f"{model_source} predicts {model.entity_types}, which the {self.pack.name!r} pack "
                     f"does not map (its model_labels: {sorted(self.pack.model_labels) or 'none'}); "
                     "use the domain the model was trained for or add model_labels to the pack"
                 )

@@ -60,3 +60,25 @@ def test_model_relation_outside_the_schema_is_dropped(medical_extractor):
     predictions = {text: ([(0, 7, "Chemical", "Zorblax"), (33, 42, "Disease", "frobnitis")], [(1, "CID", 0, 0.9)])}
     extraction = next(_with_model(medical_extractor, predictions).extract([Source.document(text, "t")]))
     assert not [r for r in extraction.relations if r.extractor.startswith("model:")]
+
+
+def test_a_handed_in_model_the_pack_cannot_map_is_refused_naming_it():
+    import pytest
+
+    from kgmm.errors import ExtractionError
+    from kgmm.extract.pipeline import Extractor
+
+    class ConllModel(FixedModel):
+        entity_types = ["Peop", "Loc"]
+        config: dict = {}
+
+    with pytest.raises(ExtractionError, match=r"the model in m/ predicts \['Peop', 'Loc'\].*'medical' pack"):
+        Extractor("medical", model=ConllModel({}), model_source="the model in m/")
+
+
+def test_a_handed_in_model_reports_relations_only_when_it_finds_one():
+    from kgmm.extract.pipeline import Extractor
+
+    model = FixedModel({})
+    model.config = {"min_one_relation": True}
+    assert Extractor("medical", model=model).model is model and model.config["min_one_relation"] is False

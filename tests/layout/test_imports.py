@@ -15,7 +15,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "kgmm"
 BASE = {"schema", "errors", "utils", "__init__", "__main__"}
 LAYERS = ["sources", "domains", "extract", "store", "graphdata", "nn", "tasks", "app", "bench", "cli"]
 KNOWN_UPWARD = {
-    ("extract.pipeline", "tasks.extraction"),
     ("graphdata.features", "nn.text"),
 }
 
