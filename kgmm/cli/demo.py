@@ -29,17 +29,20 @@ def render_demo(result: dict) -> None:
               markup=False, highlight=False)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def demo(
-        store: str = typer.Option(DEMO_STORE, "--store", "-s", help="Store folder for the demo graph."),
-        data: Path | None = typer.Option(None, "--data", help="The samples folder (default: ./data of a kgmm checkout)."),
-        as_json: bool = JsonOption,
-    ) -> None:
-        """Ingest the medical and retail samples (texts and captioned images) and show the graph."""
-        from kgmm.app.demo import run_demo
-        from kgmm.store import open_store
+def demo(
+    store: str = typer.Option(DEMO_STORE, "--store", "-s", help="Store folder for the demo graph."),
+    data: Path | None = typer.Option(None, "--data", help="The samples folder (default: ./data of a kgmm checkout)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Ingest the medical and retail samples (texts and captioned images) and show the graph."""
+    from kgmm.app.demo import run_demo
+    from kgmm.store import open_store
 
-        with open_store(store) as graph_store:
-            result = run_demo(graph_store, data, progress=sys.stderr.isatty())
-        emit(result, as_json, render_demo)
+    with open_store(store) as graph_store:
+        result = run_demo(graph_store, data, progress=sys.stderr.isatty())
+    emit(result, as_json, render_demo)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo``."""
+    app.command()(demo)
