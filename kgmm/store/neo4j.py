@@ -153,7 +153,7 @@ class Neo4jStore(GraphStore):
         try:
             import neo4j
         except ImportError as e:  # pragma: no cover - neo4j is a core dependency
-            raise MissingDependencyError("neo4j", "neo4j") from e
+            raise MissingDependencyError("neo4j") from e
         self._neo4j = neo4j
         bare, uri_user, uri_password = split_credentials(str(uri).strip())
         self.uri = bare
