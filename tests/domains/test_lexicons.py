@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from functools import cache
-from pathlib import Path
 
 import pytest
 
@@ -13,9 +12,6 @@ from kgmm.domains import builders, load_domain
 from kgmm.domains.lexicons import LexiconEntry, build_lexicon
 from kgmm.errors import DomainError
 from kgmm.schema import entity_id, normalize_name
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
 
 LEXICON_TYPES = {
     "hpo": {"Symptom", "Disease"},
@@ -219,20 +215,18 @@ def test_singular_handles_fashion_plurals():
     ]
 
 
-@needs_shared_data
-def test_regenerate_ddxplus_lexicon_reproduces_shipped_file(tmp_path):
+def test_regenerate_ddxplus_lexicon_reproduces_shipped_file(tmp_path, shared_data):
     out = tmp_path / "ddxplus_lexicon.json"
     builders.regenerate_ddxplus_lexicon(
-        SHARED_DATA / "ddxplus" / "release_conditions.json", SHARED_DATA / "ddxplus" / "release_evidences.json", out
+        shared_data / "ddxplus" / "release_conditions.json", shared_data / "ddxplus" / "release_evidences.json", out
     )
     assert out.read_text(encoding="utf-8") == builders.DDXPLUS_LEXICON.read_text(encoding="utf-8")
 
 
-@needs_shared_data
 @pytest.mark.slow
-def test_regenerate_fashion_vocabulary_reproduces_shipped_file(tmp_path):
+def test_regenerate_fashion_vocabulary_reproduces_shipped_file(tmp_path, shared_data):
     out = tmp_path / "fashion_vocabulary.json"
-    vocabulary = builders.regenerate_fashion_vocabulary(SHARED_DATA / "fashion" / "catalogue.csv", out)
+    vocabulary = builders.regenerate_fashion_vocabulary(shared_data / "fashion" / "catalogue.csv", out)
     assert out.read_text(encoding="utf-8") == builders.FASHION_VOCABULARY.read_text(encoding="utf-8")
     assert vocabulary["products"] == 44307 and vocabulary["terms"]["Colour"]["Navy Blue"] == 1787
     assert all(brand["count"] >= 3 for brand in vocabulary["brands"].values())

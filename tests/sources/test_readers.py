@@ -15,9 +15,6 @@ from kgmm.schema import Source
 from kgmm.sources import FORMATS, count_records, detect_format, read_sources
 from kgmm.sources import files as source_files
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
-
 
 def read(*paths, **kwargs) -> tuple[list[Source], list[SourceError]]:
     items = list(read_sources([str(p) for p in paths], **kwargs))
@@ -639,20 +636,18 @@ def test_read_sources_flickr8k_layout(tmp_path):
 # ---------------------------------------------------------------- the shared data sets
 
 
-@needs_shared_data
-def test_read_sources_shared_medpix():
-    sources, errors = read(SHARED_DATA / "medpix")
+def test_read_sources_shared_medpix(shared_data):
+    sources, errors = read(shared_data / "medpix")
     assert errors == []
     assert sum(s.kind == "document" for s in sources) == 69 and sum(s.kind == "image" for s in sources) == 200
     case = next(s for s in sources if s.title == "MPX2077")
     assert case.metadata["diagnosis"] == "Choroid Plexus Carcinoma" and "Findings: CT:" in case.text
 
 
-@needs_shared_data
-def test_read_sources_shared_fashion_and_flickr8k():
-    catalogue, errors = read(SHARED_DATA / "fashion" / "catalogue.csv", limit=100)
+def test_read_sources_shared_fashion_and_flickr8k(shared_data):
+    catalogue, errors = read(shared_data / "fashion" / "catalogue.csv", limit=100)
     assert errors == [] and len(catalogue) == 100
     assert catalogue[0].attributes["Colour"] == "Navy Blue"
-    photos, errors = read(SHARED_DATA / "fashion" / "products_train.csv", SHARED_DATA / "flickr8k")
+    photos, errors = read(shared_data / "fashion" / "products_train.csv", shared_data / "flickr8k")
     assert errors == [] and len(photos) == 461 + 300
-    assert count_records([SHARED_DATA / "flickr8k"]) == 300
+    assert count_records([shared_data / "flickr8k"]) == 300

@@ -10,8 +10,6 @@ from kgmm.errors import SourceError
 from kgmm.schema import entity_id, is_valid_label
 from kgmm.sources.triples import read_triples, relation_type, triple_entity_id
 
-SHARED_KB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "metaqa" / "kb.txt"
-
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
@@ -97,9 +95,8 @@ def test_read_triples_refuses_two_relation_names_of_one_type(tmp_path):
         read_triples(path)
 
 
-@pytest.mark.skipif(not SHARED_KB.is_file(), reason=f"shared MetaQA KB not found at {SHARED_KB}")
-def test_read_triples_reads_the_metaqa_kb():
-    read = read_triples(SHARED_KB)
+def test_read_triples_reads_the_metaqa_kb(shared_data):
+    read = read_triples(shared_data / "metaqa" / "kb.txt")
 
     assert len(read.relations) == 129_413
     assert len(read.relation_names) == 9 and "WRITTEN_BY" in read.relation_names

