@@ -14,16 +14,10 @@ from kgmm.errors import KgmmError
 def bench_startup(repeats: int = 5) -> dict:
     """Median wall time of ``import kgmm`` and ``kgmm --help`` in fresh interpreters."""
     import statistics
-    import subprocess
     import sys
 
     def median_seconds(command: list[str]) -> float:
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
-            times.append(time.perf_counter() - started)
-        return round(statistics.median(times), 3)
+        return round(statistics.median(_wall_seconds(command, None) for _ in range(repeats)), 3)
 
     baseline = median_seconds([sys.executable, "-c", "pass"])
     return {
@@ -79,7 +73,7 @@ def bench_cold_start(data_dir: str | Path, *, repeats: int = 3) -> dict:
         report: dict = {"repeats": repeats, "question": question}
         for name, command in commands.items():
             empty_cache = dict(os.environ, KGMM_CACHE_DIR=str(work / f"cache-{name}"))
-            report[f"{name}_empty_cache_s"] = _wall_seconds(command("empty"), empty_cache)
+            report[f"{name}_empty_cache_s"] = round(_wall_seconds(command("empty"), empty_cache), 2)
             times = [_wall_seconds(command(run), None) for run in range(repeats)]
             report[f"{name}_s"] = round(statistics.median(times), 2)
         return report
@@ -88,6 +82,7 @@ def bench_cold_start(data_dir: str | Path, *, repeats: int = 3) -> dict:
 
 
 def _wall_seconds(command: list[str], env: dict | None) -> float:
+    """Seconds one command takes in a fresh process; KgmmError with its output when it fails."""
     import subprocess
 
     started = time.perf_counter()
@@ -95,4 +90,4 @@ def _wall_seconds(command: list[str], env: dict | None) -> float:
     if finished.returncode != 0:
         raise KgmmError(f"{' '.join(command[2:4])} failed (rc {finished.returncode}): "
                         f"{(finished.stderr or finished.stdout).strip()[-500:]}")
-    return round(time.perf_counter() - started, 2)
+    return time.perf_counter() - started

@@ -368,7 +368,6 @@ def load_graph_tensors(directory: str | Path, *, mmap: bool = False) -> Data:
         ValidationError: when the folder is not a saved graph or its parts disagree.
     """
     import torch
-    from torch_geometric.data import Data
 
     directory = Path(directory)
     try:
@@ -385,12 +384,12 @@ def load_graph_tensors(directory: str | Path, *, mmap: bool = False) -> Data:
     if len(entity_vocab) != num_nodes or len(names) != num_nodes or tensors["node_type"].numel() != num_nodes:
         raise ValidationError(f"the saved graph in {directory} is inconsistent: {num_nodes} nodes in {META_FILE}, "
                               f"{len(entity_vocab)} in {ENTITIES_FILE}, {len(names)} names; save it again")
-    return Data(
+    return GraphTensors(
         edge_index=tensors["edge_index"], edge_type=tensors["edge_type"],
         edge_confidence=tensors["edge_confidence"], node_type=tensors["node_type"], num_nodes=num_nodes,
         entity_vocab=entity_vocab, relation_vocab=Vocabulary.load(directory / RELATIONS_FILE),
         entity_type_vocab=Vocabulary.load(directory / ENTITY_TYPES_FILE), entity_names=names,
-    )
+    ).to_data()
 
 
 def _write_json(path: Path, value) -> None:

@@ -16,6 +16,7 @@ a batch may change (it brings evidence, aliases or a higher confidence) are read
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
@@ -89,14 +90,21 @@ def buffer_pool_bytes() -> int:
 
 def trim_heap() -> None:
     """Return the C heap's free pages to the OS (glibc's ``malloc_trim``; nothing elsewhere)."""
+    malloc_trim = _malloc_trim()
+    if malloc_trim is not None:
+        malloc_trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs ``ldconfig``), or None where there is none."""
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        pass
+        return None
 
 
 def _release(key: str, connection: Any) -> None:
