@@ -49,8 +49,9 @@ def _features(data, source: str, dim: int, cache_dir: str | Path | None, progres
 
             raise ValidationError("features='cached' needs cache_dir (the folder node_features caches into)")
         from kgmm.graphdata.features import node_features
+        from kgmm.nn.text import TextEncoder
 
-        features = node_features(data, cache_dir=cache_dir, progress=progress)
+        features = node_features(data, TextEncoder(), cache_dir=cache_dir, progress=progress)
         return features, f"all-MiniLM-L6-v2 text embeddings ({features.size(1)}-d, cached in {cache_dir})"
     generator = torch.Generator().manual_seed(seed)
     features = torch.nn.functional.normalize(torch.randn(int(data.num_nodes), dim, generator=generator), dim=1)

@@ -143,7 +143,7 @@ class FeatureCache:
 
 def node_features(
     data: Data,
-    encoder: Encoder | str | Path | None = None,
+    encoder: Encoder,
     *,
     cache_dir: str | Path | None | bool = None,
     template: str = DEFAULT_TEMPLATE,
@@ -156,9 +156,9 @@ def node_features(
     Args:
         data (Data): a graph from :mod:`kgmm.graphdata.tensors` (``entity_vocab``, ``entity_names``,
             ``node_type``, ``entity_type_vocab``).
-        encoder (TextEncoder, str or Path, optional): an encoder (anything with ``encode``, ``dim`` and
-            ``fingerprint``), or a local transformers model folder; default the offline all-MiniLM-L6-v2.
-            A folder is loaded only when some node is not cached yet.
+        encoder (Encoder): anything with ``encode``, ``dim`` and ``fingerprint``, e.g.
+            ``kgmm.nn.text.TextEncoder()`` (the offline all-MiniLM-L6-v2), which loads its weights only when
+            some node is not cached yet.
         cache_dir (str, Path or False, optional): the cache folder (one subfolder per encoder); default
             ``kgmm.utils.cache_dir() / "features"``; False caches nothing.
         template (str, optional): the text of a node, from ``{name}`` and ``{type}`` (default "{name} ({type})").
@@ -176,7 +176,7 @@ def node_features(
     present = [i for i, text in enumerate(texts) if text]
     rows = text_features([keys[i] for i in present], [texts[i] for i in present], encoder, cache_dir=cache_dir,
                          batch_size=batch_size, progress=progress, cache_dtype=cache_dtype)
-    out = torch.zeros(int(data.num_nodes), rows.size(1))
+    out = torch.zeros(int(data.num_nodes), encoder.dim)
     if present:
         out[torch.tensor(present, dtype=torch.long)] = rows
     return out
@@ -185,7 +185,7 @@ def node_features(
 def text_features(
     keys: Sequence[str],
     texts: Sequence[str],
-    encoder: Encoder | str | Path | None = None,
+    encoder: Encoder,
     *,
     cache_dir: str | Path | None | bool = None,
     batch_size: int | None = None,
@@ -194,7 +194,8 @@ def text_features(
 ) -> Tensor:
     """Return ``[len(texts), dim]`` embeddings of ``texts``, cached on disk under ``keys`` (entity or source ids).
 
-    A cached row is reused only while its key's text is unchanged (rows store a hash of the text).
+    A cached row is reused only while its key's text is unchanged (rows store a hash of the text); only the
+    missing texts reach ``encoder.encode``.
 
     Args:
         keys (list of str): one unique id per text.
@@ -205,51 +206,36 @@ def text_features(
 
     if len(keys) != len(texts):
         raise ValidationError(f"expected one key per text, got {len(keys)} keys and {len(texts)} texts")
+    if not all(hasattr(encoder, name) for name in ("encode", "dim", "fingerprint")):
+        raise ValidationError(f"expected an encoder with encode, dim and fingerprint (e.g. "
+                              f"kgmm.nn.text.TextEncoder()), got {type(encoder).__name__}")
     hashes = [text_hash(text) for text in texts]
-    loaded = encoder if hasattr(encoder, "encode") else None
-    if loaded is not None:
-        fingerprint, dim = loaded.fingerprint, loaded.dim
-    else:
-        from kgmm.nn.text import text_encoder_fingerprint
+    cache = _open_cache(cache_dir, encoder, cache_dtype)
+    missing = cache.missing(keys, hashes) if cache is not None else list(range(len(texts)))
+    computed = _encode_missing(encoder, [texts[i] for i in missing], batch_size, progress) if missing else None
+    if cache is None:
+        return computed.float() if computed is not None else torch.empty(0, encoder.dim)
+    if computed is not None:
+        cache.put([keys[i] for i in missing], [hashes[i] for i in missing], computed)
+        cache.save()
+    return cache.get(list(keys)).float() if len(keys) else torch.empty(0, encoder.dim)
 
-        fingerprint = text_encoder_fingerprint(encoder)
-        dim = None
+
+def _open_cache(cache_dir: str | Path | None | bool, encoder: Encoder,
+                cache_dtype: torch.dtype | None) -> FeatureCache | None:
+    """The encoder's cache under ``cache_dir`` (None or True: kgmm's cache folder; False: no cache)."""
+    if cache_dir is False:
+        return None
     if cache_dir is None or cache_dir is True:
         from kgmm.utils import cache_dir as kgmm_cache_dir
 
         cache_dir = kgmm_cache_dir() / "features"
-    elif cache_dir is False:
-        cache_dir = None
-    cache = None
-    if cache_dir is not None:
-        directory = Path(cache_dir) / fingerprint
-        if dim is None and (directory / INDEX_FILE).is_file():
-            dim = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8")).get("dim")
-        if dim is not None:
-            cache = FeatureCache(directory, dim, dtype=cache_dtype)
-    missing = cache.missing(keys, hashes) if cache is not None else list(range(len(texts)))
+    return FeatureCache(Path(cache_dir) / encoder.fingerprint, encoder.dim, dtype=cache_dtype)
 
-    computed = None
-    if missing:
-        if loaded is None:
-            from kgmm.nn.text import TextEncoder
 
-            loaded = TextEncoder(encoder)
-        computed = loaded.encode([texts[i] for i in missing], batch_size=batch_size, progress=progress)
-        if computed.shape != (len(missing), loaded.dim):
-            raise ValidationError(f"the encoder returned shape {list(computed.shape)} for {len(missing)} texts; "
-                                  f"expected [{len(missing)}, {loaded.dim}]")
-        dim = loaded.dim
-        if cache_dir is not None:
-            if cache is None:
-                cache = FeatureCache(Path(cache_dir) / fingerprint, dim, dtype=cache_dtype)
-            cache.put([keys[i] for i in missing], [hashes[i] for i in missing], computed)
-            cache.save()
-
-    if dim is None:  # nothing to encode and nothing cached: the width still comes from the model
-        from kgmm.nn.text import TextEncoder
-
-        dim = TextEncoder(encoder).dim
-    if cache is not None:
-        return cache.get(list(keys)).float() if len(keys) else torch.empty(0, dim)
-    return computed.float() if computed is not None else torch.empty(0, dim)
+def _encode_missing(encoder: Encoder, texts: list[str], batch_size: int | None, progress: bool) -> Tensor:
+    computed = encoder.encode(texts, batch_size=batch_size, progress=progress)
+    if computed.shape != (len(texts), encoder.dim):
+        raise ValidationError(f"the encoder returned shape {list(computed.shape)} for {len(texts)} texts; "
+                              f"expected [{len(texts)}, {encoder.dim}]")
+    return computed

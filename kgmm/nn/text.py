@@ -7,6 +7,7 @@ from the folder it ships; any local BERT-style transformers folder works the sam
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,19 +56,30 @@ class TextEncoder:
                                   "local model, e.g. one saved with save_pretrained()")
         if batch_size < 1 or max_length < 1:
             raise ValidationError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
-        try:
-            self._forward, self.dim = _load(path)
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise KgmmError(f"could not load the text encoder from {path}: {e}; pass a folder holding a "
-                            "transformers model and its tokenizer") from e
         self.path = path
         self.batch_size = batch_size
         self.max_length = max_length
+        self.dim = _hidden_size(path)
         self.fingerprint = _fingerprint(path, max_length)
         self.calls = 0  # forward passes run, for tests and progress reports
+        self._loaded = None  # the weights load on the first encode: a fully cached graph never loads them
 
     def __repr__(self) -> str:
         return f"TextEncoder({self.path}, dim={self.dim})"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model's weights are in memory yet."""
+        return self._loaded is not None
+
+    def _forward(self, texts: list[str], max_length: int):
+        if self._loaded is None:
+            try:
+                self._loaded, _ = _load(self.path)
+            except (OSError, ValueError, KeyError, RuntimeError) as e:
+                raise KgmmError(f"could not load the text encoder from {self.path}: {e}; pass a folder holding a "
+                                "transformers model and its tokenizer") from e
+        return self._loaded(texts, max_length)
 
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> Tensor:
         """Return the ``[len(texts), dim]`` embeddings of ``texts`` (rows L2-normalised).
@@ -162,6 +174,16 @@ def _load(path: Path):
         return hf_model(**tokens).last_hidden_state, tokens["attention_mask"]
 
     return hf_forward, int(hf_model.config.hidden_size)
+
+
+def _hidden_size(path: Path) -> int:
+    """The width of the model's token states, read from its config without loading the weights."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        return int(config["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValidationError(f"the config.json in {path} names no hidden_size ({e}); pass the folder of a "
+                              "transformers encoder") from e
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:

@@ -287,7 +287,11 @@ def encode_titles(titles: list[str], text_encoder, progress: bool):
     import torch
 
     distinct = list(dict.fromkeys(titles))
-    if text_encoder is None or hasattr(text_encoder, "fingerprint"):
+    if text_encoder is None:
+        from kgmm.nn.text import TextEncoder
+
+        text_encoder = TextEncoder()
+    if hasattr(text_encoder, "fingerprint"):
         from kgmm.graphdata.features import text_features, text_hash
 
         keys = [f"fashion:title:{text_hash(title)}" for title in distinct]

@@ -2,8 +2,7 @@
 package-level import cycle. ``TYPE_CHECKING`` imports are annotations only and do not count.
 
 Layers, lowest first: the shared base (schema, errors, utils), then sources, domains, extract, store, graphdata,
-nn, tasks, app, bench and cli. ``KNOWN_UPWARD`` lists the upward imports still to be taken out (issue 16); it may
-only shrink: a new upward import fails, and so does a listed one that is gone (take it off the list).
+nn, tasks, app, bench and cli.
 """
 
 from __future__ import annotations
@@ -14,9 +13,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "kgmm"
 BASE = {"schema", "errors", "utils", "__init__", "__main__"}
 LAYERS = ["sources", "domains", "extract", "store", "graphdata", "nn", "tasks", "app", "bench", "cli"]
-KNOWN_UPWARD = {
-    ("graphdata.features", "nn.text"),
-}
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -75,8 +71,7 @@ def test_no_import_runs_upward():
             here, there = _layer(module), _layer(target)
             if here is not None and there is not None and there > here:
                 upward.add((module, target))
-    assert sorted(upward - KNOWN_UPWARD) == [], "imports of a higher layer; hand the object in instead"
-    assert sorted(KNOWN_UPWARD - upward) == [], "these upward imports are gone: take them off KNOWN_UPWARD"
+    assert sorted(upward) == [], "imports of a higher layer; hand the object in instead"
 
 
 def test_no_import_cycle_between_layers_packages():
@@ -85,7 +80,7 @@ def test_no_import_cycle_between_layers_packages():
     for module, targets in _graph().items():
         source = module.split(".")[0]
         for target in targets:
-            if (module, target) not in KNOWN_UPWARD and target.split(".")[0] != source:
+            if target.split(".")[0] != source:
                 packages.setdefault(source, set()).add(target.split(".")[0])
     seen: set[str] = set()
 
