@@ -130,7 +130,6 @@ class KGELinkPredictor(torch.nn.Module):
         return (f"{self.__class__.__name__}({self.config.model}, {self.num_nodes}, num_relations={self.num_relations}, "
                 f"hidden_channels={self.config.hidden_channels})")
 
-    # ---- the graph an R-GCN encodes ------------------------------------------------------------
     def set_graph(self, edge_index: Tensor, edge_type: Tensor) -> None:
         """Set the (training) graph the ``rgcn`` encoder passes messages over; other models ignore it.
 
@@ -146,7 +145,6 @@ class KGELinkPredictor(torch.nn.Module):
             self.edge_index = edge_index.long().to(self.relation_diagonal.weight.device)
             self.edge_type = edge_type.long().to(self.relation_diagonal.weight.device)
 
-    # ---- entity and relation factors ----------------------------------------------------------
     def entity_states(self) -> tuple[Tensor, ...]:
         """Return the entity representations the score functions use: ``(real,)`` or ``(real, imaginary)``.
 
@@ -166,7 +164,6 @@ class KGELinkPredictor(torch.nn.Module):
         table = self.relation_diagonal if self.kge is None else self.kge.rel_emb
         return table(rel_type)
 
-    # ---- scores -----------------------------------------------------------------------------------
     def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         """Score each triple (the same value as PyG's ``model(head, rel, tail)`` for the wrapped model)."""
         if self.kge is not None:

@@ -51,10 +51,6 @@ class VisionEncoder(Protocol):
                progress: bool = False) -> Tensor: ...
 
 
-# ----------------------------------------------------------------------------------------------
-# Reading images
-
-
 def load_image(image: ImageInput, *, draft_size: int | None = None) -> Image:
     """Return ``image`` (a path, the file's bytes or a PIL image) as an RGB PIL image, fully decoded.
 
@@ -132,10 +128,6 @@ def center_crop_tensor(image: Image, size: int = IMAGE_SIZE) -> Tensor:
     left, top = (width - size) // 2, (height - size) // 2
     cropped = resized.crop((left, top, left + size, top + size))
     return torch.from_numpy(np.asarray(cropped, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-# ----------------------------------------------------------------------------------------------
-# The packaged EfficientNet-Lite0
 
 
 def default_vision_weights_path() -> Path:
@@ -268,10 +260,6 @@ def imagenet_labels() -> list[str]:
     return [line for line in IMAGENET_CLASSES_FILE.read_text(encoding="utf-8").splitlines() if line]
 
 
-# ----------------------------------------------------------------------------------------------
-# Any local transformers vision model
-
-
 class TransformersVisionEncoder:
     """A local transformers vision model (CLIP, SigLIP, ViT, ...) and its image processor, on CPU.
 
@@ -369,10 +357,6 @@ def vision_encoder(model: str | Path | None = None, **options) -> VisionEncoder:
         return EfficientNetLiteEncoder(**options)
     options.pop("bf16", None)
     return TransformersVisionEncoder(model, **options)
-
-
-# ----------------------------------------------------------------------------------------------
-# Cached encoding of image files
 
 
 def encode_image_files(
