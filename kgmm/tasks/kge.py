@@ -52,7 +52,7 @@ from kgmm.utils import package_versions, seed_everything
 if TYPE_CHECKING:
     import torch
 
-    from kgmm.nn.kge import KGELinkPredictor
+    from kgmm.nn.kge import KGEConfig, KGELinkPredictor
 
 __all__ = [
     "KGEHyperParams",
@@ -80,10 +80,6 @@ TRIPLES_FILES = {"train": "triples_train.txt", "valid": "triples_valid.txt"}
 HITS_AT = (1, 3, 10)
 
 Triple = tuple[str, str, str]
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading triples
 
 
 @dataclass
@@ -154,10 +150,6 @@ def _build_vocabularies(*triple_sets: Sequence[Triple]) -> tuple[Vocabulary, Voc
             entities.add(tail)
             relations.add(relation)
     return entities, relations
-
-
-# ----------------------------------------------------------------------------------------------
-# Ranking metrics
 
 
 def filtered_ranks(scores: torch.Tensor, targets: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
@@ -271,10 +263,6 @@ def _rank_triples(module: KGELinkPredictor, triples: torch.Tensor, answers: _Ans
     return _RankedQueries(torch.cat(tail_ranks) if tail_ranks else empty, torch.cat(head_ranks) if head_ranks else empty)
 
 
-# ----------------------------------------------------------------------------------------------
-# Hyper-parameters
-
-
 @dataclass(frozen=True)
 class KGEHyperParams:
     """Training settings; :func:`default_hparams` gives each model's defaults.
@@ -357,10 +345,6 @@ def _resolve_hparams(model: str, overrides: dict | None) -> KGEHyperParams:
         if not 0.0 <= getattr(hparams, name) < 1.0:
             raise ValidationError(f"{name} must be in [0, 1), got {getattr(hparams, name)}")
     return hparams
-
-
-# ----------------------------------------------------------------------------------------------
-# The model bundle: module, vocabularies, known triples
 
 
 @dataclass
@@ -535,10 +519,6 @@ def _load_state(model_dir: Path, config: dict, fix: str) -> dict:
         raise SourceError(f"corrupt weights file ({type(e).__name__}: {e}); {fix}", path=str(path)) from e
 
 
-# ----------------------------------------------------------------------------------------------
-# Training
-
-
 def train_kge(
     triples_dir: str | Path,
     out_dir: str | Path,
@@ -562,17 +542,46 @@ def train_kge(
     Returns:
         dict: the valid metrics of the selected model, the epoch it came from, and the training time.
     """
-    import torch
-
-    from kgmm.nn.kge import KGEConfig, KGELinkPredictor
-
     settings = _resolve_hparams(model, hparams)
     started = time.perf_counter()
-    triples_dir = Path(triples_dir)
-    train_names, valid_names = _read_triples_dir(triples_dir)
+    train_names, valid_names = _read_triples_dir(Path(triples_dir))
     entities, relations = _build_vocabularies(train_names.triples, valid_names.triples)
     train_entities, _ = _build_vocabularies(train_names.triples)
     seed_everything(seed)
+    bundle = _untrained_model(model, settings, seed, entities, relations, train_names, valid_names)
+    train, valid = bundle.known["train"], bundle.known["valid"]
+    fit = _fit(bundle.module, train, valid, bundle.answer_index(), settings, progress=progress, name=model)
+    seconds = round(time.perf_counter() - started, 2)
+    bundle.config["metrics"] = {
+        "valid": fit.valid,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "train_seconds": seconds,
+        "history": fit.history,
+    }
+    bundle.config["graph"] = {
+        "entities": len(entities), "relations": len(relations), "train_triples": int(len(train)),
+        "valid_triples": int(len(valid)), "entities_only_in_valid": len(entities) - len(train_entities),
+    }
+    bundle.save(out_dir)
+    return {
+        "model": model,
+        "out": str(out_dir),
+        "valid": fit.valid,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "train_seconds": seconds,
+        **bundle.config["graph"],
+    }
+
+
+def _untrained_model(model: str, settings: KGEHyperParams, seed: int, entities: Vocabulary, relations: Vocabulary,
+                     train_names: TripleNames, valid_names: TripleNames) -> KGEModel:
+    """A freshly initialised model bundle holding the encoded train (deduplicated) and valid triples; the
+    ``rgcn`` encoder's graph is the train triples."""
+    import torch
+
+    from kgmm.nn.kge import KGEConfig, KGELinkPredictor
 
     module_config = KGEConfig(
         model=model, num_nodes=len(entities), num_relations=len(relations), hidden_channels=settings.hidden_channels,
@@ -580,7 +589,19 @@ def train_kge(
         num_bases=settings.num_bases, encoder_dropout=settings.encoder_dropout,
     )
     module = KGELinkPredictor(module_config)
-    config = {
+    config = _checkpoint_config(model, module_config, settings, seed, train_names, valid_names)
+    bundle = KGEModel(module, entities, relations, {}, config)
+    train = torch.unique(bundle.encode(train_names.triples, source=str(train_names.path)), dim=0)
+    valid = bundle.encode(valid_names.triples, source=str(valid_names.path))
+    bundle.known = {"train": train, "valid": valid}
+    module.set_graph(train[:, [0, 2]].t(), train[:, 1])
+    return bundle
+
+
+def _checkpoint_config(model: str, module_config: KGEConfig, settings: KGEHyperParams, seed: int,
+                       train_names: TripleNames, valid_names: TripleNames) -> dict:
+    """What ``config.json`` says of a model before training (the metrics and graph counts join it after)."""
+    return {
         "kind": MODEL_KIND,
         "format_version": FORMAT_VERSION,
         "model": model,
@@ -593,34 +614,6 @@ def train_kge(
         "train_file": str(train_names.path),
         "valid_file": str(valid_names.path),
         "versions": {"kgmm": __version__, **package_versions(["torch", "torch_geometric"])},
-    }
-    bundle = KGEModel(module, entities, relations, {}, config)
-    train = torch.unique(bundle.encode(train_names.triples, source=str(train_names.path)), dim=0)
-    valid = bundle.encode(valid_names.triples, source=str(valid_names.path))
-    bundle.known = {"train": train, "valid": valid}
-    module.set_graph(train[:, [0, 2]].t(), train[:, 1])
-    fit = _fit(module, train, valid, bundle.answer_index(), settings, progress=progress, name=model)
-    seconds = round(time.perf_counter() - started, 2)
-    config["metrics"] = {
-        "valid": fit.valid,
-        "best_epoch": fit.best_epoch,
-        "epochs_run": fit.epochs_run,
-        "train_seconds": seconds,
-        "history": fit.history,
-    }
-    config["graph"] = {
-        "entities": len(entities), "relations": len(relations), "train_triples": int(len(train)),
-        "valid_triples": int(len(valid)), "entities_only_in_valid": len(entities) - len(train_entities),
-    }
-    bundle.save(out_dir)
-    return {
-        "model": model,
-        "out": str(out_dir),
-        "valid": fit.valid,
-        "best_epoch": fit.best_epoch,
-        "epochs_run": fit.epochs_run,
-        "train_seconds": seconds,
-        **config["graph"],
     }
 
 
@@ -681,10 +674,6 @@ def _fit(module: KGELinkPredictor, train: torch.Tensor, valid: torch.Tensor, ans
     module.eval()
     valid_metrics = {key: value for key, value in best.items() if key != "epoch"}
     return _Fit(valid=valid_metrics, best_epoch=best["epoch"], epochs_run=epoch, history=history)
-
-
-# ----------------------------------------------------------------------------------------------
-# Evaluation and prediction
 
 
 def _as_model(model: KGEModel | str | Path) -> KGEModel:
