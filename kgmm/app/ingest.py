@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kgmm.errors import SourceError
-from kgmm.schema import Entity, Extraction, Relation, Source
+from kgmm.schema import Extraction, Source
 from kgmm.store.base import GraphStore
 
 DEFAULT_BATCH_SIZE = 256
@@ -81,40 +81,14 @@ class IngestInterrupted(KeyboardInterrupt):
         self.report = report
 
 
-def merge_extractions(extractions: Sequence[Extraction]) -> tuple[list[Entity], list[Relation]]:
-    """Merge the entities (aliases) and relations (sources, confidence) of several extractions."""
-    entities: dict[str, Entity] = {}
-    relations: dict[tuple[str, str, str], Relation] = {}
-    for extraction in extractions:
-        for entity in extraction.entities:
-            known = entities.get(entity.id)
-            if known is None:
-                entities[entity.id] = Entity(entity.id, entity.name, entity.type, entity.domain, list(entity.aliases), list(entity.ontology_ids))
-                continue
-            known.aliases.extend(a for a in entity.aliases if a not in known.aliases)
-            known.ontology_ids.extend(o for o in entity.ontology_ids if o not in known.ontology_ids)
-        for relation in extraction.relations:
-            known = relations.get(relation.key)
-            if known is None:
-                relations[relation.key] = Relation(
-                    relation.head, relation.type, relation.tail, relation.confidence, relation.extractor,
-                    list(relation.sources), list(relation.sentences),
-                )
-                continue
-            known.confidence = max(known.confidence, relation.confidence)
-            sentences = relation.sentences + [""] * (len(relation.sources) - len(relation.sentences))
-            for source_id, sentence in zip(relation.sources, sentences, strict=False):
-                if source_id not in known.sources:
-                    known.sources.append(source_id)
-                    known.sentences.append(sentence)
-    return list(entities.values()), list(relations.values())
-
-
 def write_extractions(store: GraphStore, extractions: Sequence[Extraction], *, domain: str = "") -> tuple[int, int, int, int]:
-    """Write a batch: entities, relations, mentions, then the sources that mark it complete."""
-    entities, relations = merge_extractions(extractions)
-    entities_new = store.upsert_entities(entities)
-    relations_new = store.upsert_relations(relations)
+    """Write a batch: entities, relations, mentions, then the sources that mark it complete.
+
+    The store folds the batch's repeated entity ids and relation keys by its merge rules (``store.records``),
+    the same rules that merge them with what it holds already.
+    """
+    entities_new = store.upsert_entities([entity for e in extractions for entity in e.entities])
+    relations_new = store.upsert_relations([relation for e in extractions for relation in e.relations])
     mentions_new = store.upsert_mentions([m for e in extractions for m in e.mentions])
     sources_new = store.upsert_sources([e.source for e in extractions], domain=domain)
     return sources_new, entities_new, relations_new, mentions_new
@@ -174,7 +148,7 @@ def plan_ingest(
             ``on_problem`` first).
         DomainError: ``domain`` is not a pack.
     """
-    from kgmm.sources import FORMATS, input_files, read_sources
+    from kgmm.sources import FORMATS, ReadOptions, file_sizes, read_inputs, walk_inputs
 
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if fmt not in FORMATS:
@@ -185,7 +159,8 @@ def plan_ingest(
         from kgmm.domains import load_domain
 
         load_domain(domain)  # an unknown pack fails here, before the inputs are read
-    stream = iter(read_sources(paths, fmt=fmt, text_column=text_column, limit=limit))
+    found = list(walk_inputs(paths, fmt=fmt))  # walked once: the progress bar's sizes and the reading share it
+    stream = iter(read_inputs(found, ReadOptions(text_column=text_column), limit=limit))
     problems: list[str] = []
     first: Source | None = None
     for item in stream:
@@ -209,7 +184,7 @@ def plan_ingest(
 
             model = load_extraction_model(model_dir)
         extractor = Extractor(domain, model=model, model_source=f"the model in {model_dir}")
-    return IngestPlan(itertools.chain([first], stream), extractor, input_files(paths, fmt=fmt), problems,
+    return IngestPlan(itertools.chain([first], stream), extractor, file_sizes(found), problems,
                       batch_size=int(batch_size), on_problem=on_problem)
 
 

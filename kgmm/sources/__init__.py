@@ -17,7 +17,8 @@ column, image manifests (JSONL/CSV with an image-path column and a caption colum
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from kgmm.errors import SourceError
@@ -39,7 +40,10 @@ from kgmm.sources.files import (
     sniff_problem,
 )
 
-__all__ = ["FORMATS", "Source", "SourceError", "count_records", "detect_format", "input_files", "read_sources"]
+__all__ = [
+    "FORMATS", "InputFile", "ReadOptions", "Source", "SourceError", "count_records", "detect_format", "file_sizes", "input_files",
+    "read_inputs", "read_sources", "walk_inputs",
+]
 
 FORMATS = ("auto", "text", "jsonl", "csv", *DATASETS)
 
@@ -73,12 +77,31 @@ def read_sources(
     Raises:
         SourceError: ``fmt`` is not one of ``FORMATS``.
     """
-    if fmt not in FORMATS:
-        raise SourceError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if isinstance(paths, (str, Path)):
-        paths = [paths]  # one path, not the characters of one
     options = ReadOptions(text_column=text_column, caption_column=caption_column, image_column=image_column)
-    return _limited((item for path in paths for item in _read_path(Path(path), fmt, options)), limit)
+    return read_inputs(walk_inputs(paths, fmt=fmt), options, limit=limit)
+
+
+def read_inputs(inputs: Iterable[InputFile | SourceError], options: ReadOptions | None = None, *,
+                limit: int | None = None) -> Iterator[Source | SourceError]:
+    """Read the files a :func:`walk_inputs` found (its errors pass through), so a caller that also wants the
+    files' sizes walks the input once: ``files = list(walk_inputs(paths)); read_inputs(files)``."""
+    options = options or ReadOptions()
+    return _limited((item for found in inputs for item in _read_input(found, options)), limit)
+
+
+def _read_input(found: InputFile | SourceError, options: ReadOptions) -> Iterator[Item]:
+    if isinstance(found, SourceError):
+        yield found
+        return
+    try:
+        if found.fmt in DATASETS:
+            yield from read_dataset(found.path, found.fmt)
+        elif found.fmt == "text":
+            yield from read_text_file(found.path)
+        else:
+            yield from _FILE_READERS[found.fmt](found.path, options)
+    except OSError as e:
+        yield read_error(found.path, e)
 
 
 def _limited(items: Iterator[Item], limit: int | None) -> Iterator[Item]:
@@ -140,13 +163,11 @@ def count_records(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto"
 
     Counts lines, not records: a CSV row spanning lines or a file cut into parts makes it approximate.
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
     total = 0
-    for path in paths:
-        for file, file_fmt in _files(Path(path), fmt):
+    for found in walk_inputs(paths, fmt=fmt):
+        if isinstance(found, InputFile):
             try:
-                total += _estimate(file, file_fmt)
+                total += _estimate(found.path, found.fmt)
             except (OSError, SourceError, ValueError):
                 continue
     return total
@@ -154,16 +175,12 @@ def count_records(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto"
 
 def input_files(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto") -> dict[str, int]:
     """Return the size in bytes of each file ``read_sources(paths)`` reads (for a progress bar; nothing is read)."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    sizes: dict[str, int] = {}
-    for path in paths:
-        for file, _ in _files(Path(path), fmt):
-            try:
-                sizes[str(file)] = file.stat().st_size
-            except OSError:
-                continue
-    return sizes
+    return file_sizes(walk_inputs(paths, fmt=fmt))
+
+
+def file_sizes(inputs: Iterable[InputFile | SourceError]) -> dict[str, int]:
+    """Return ``{path: bytes}`` of the files among ``inputs`` (the errors are left out)."""
+    return {str(found.path): found.size for found in inputs if isinstance(found, InputFile)}
 
 
 def _estimate(path: Path, fmt: str) -> int:
@@ -188,26 +205,65 @@ def _count_lines(path: Path) -> int:
     return lines + (last != b"\n")
 
 
-def _files(path: Path, fmt: str) -> Iterator[tuple[Path, str]]:
-    """Yield the files ``read_sources`` would read under ``path``, with the format of each."""
-    if path.is_dir():
-        dataset = fmt if fmt in DATASETS else (detect_dataset(path) if fmt == "auto" else None)
-        if dataset is not None:
-            for file in dataset_files(path, dataset):
-                yield file, dataset
-            return
-        for child in _children(path):
-            if child.is_dir():
-                yield from _files(child, fmt)
-            elif _walkable(child, fmt):
-                yield from _files(child, fmt)
+@dataclass(frozen=True)
+class InputFile:
+    """One file :func:`read_sources` reads: its path, its format (never ``"auto"``) and its size in bytes."""
+
+    path: Path
+    fmt: str
+    size: int
+
+
+def walk_inputs(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto") -> Iterator[InputFile | SourceError]:
+    """Yield the files under ``paths`` in reading order, and a ``SourceError`` for each path that cannot be read.
+
+    Folders are walked recursively in sorted order (hidden files skipped, symbolic links back up the tree
+    followed once), unless the folder is a known data set, whose files come in the data set's order.
+
+    Raises:
+        SourceError: ``fmt`` is not one of ``FORMATS``.
+    """
+    if fmt not in FORMATS:
+        raise SourceError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if isinstance(paths, (str, Path)):
+        paths = [paths]  # one path, not the characters of one
+    seen: set[Path] = set()
+    return (found for path in paths for found in _walk(Path(path), fmt, seen))
+
+
+def _walk(path: Path, fmt: str, seen: set[Path]) -> Iterator[InputFile | SourceError]:
+    try:
+        if not path.exists():
+            kind = "symbolic link to nothing" if path.is_symlink() else "no such file or folder"
+            yield SourceError(f"{kind}; check the path", path=str(path))
+        elif path.is_dir():
+            yield from _walk_folder(path, fmt, seen)
+        elif not path.is_file():
+            yield SourceError("not a regular file (a pipe or device?); pass a file or a folder", path=str(path))
+        else:
+            yield InputFile(path, detect_format(path) if fmt == "auto" else fmt, path.stat().st_size)
+    except SourceError as e:
+        yield e
+    except OSError as e:
+        yield read_error(path, e)
+
+
+def _walk_folder(folder: Path, fmt: str, seen: set[Path]) -> Iterator[InputFile | SourceError]:
+    real = folder.resolve()
+    if real in seen:
+        return  # a symbolic link back up the tree
+    seen.add(real)
+    dataset = fmt if fmt in DATASETS else (detect_dataset(folder) if fmt == "auto" else None)
+    if dataset is not None:
+        files = dataset_files(folder, dataset)
+        if not files:
+            yield from read_dataset(folder, dataset)  # the data set's own "no files here" error
+        for file in files:
+            yield InputFile(file, dataset, file.stat().st_size)
         return
-    if fmt == "auto":
-        try:
-            fmt = detect_format(path)
-        except SourceError:
-            return
-    yield path, fmt
+    for child in _children(folder):
+        if child.is_dir() or _walkable(child, fmt):
+            yield from _walk(child, fmt, seen)
 
 
 def _children(folder: Path) -> list[Path]:
@@ -219,47 +275,3 @@ def _walkable(path: Path, fmt: str) -> bool:
     if fmt == "auto":
         return any(suffix in suffixes for suffixes in _SUFFIXES.values())
     return suffix in _SUFFIXES.get(fmt, ())
-
-
-def _read_path(path: Path, fmt: str, options: ReadOptions, seen: set | None = None) -> Iterator[Item]:
-    try:
-        if not path.exists():
-            kind = "symbolic link to nothing" if path.is_symlink() else "no such file or folder"
-            yield SourceError(f"{kind}; check the path", path=str(path))
-        elif path.is_dir():
-            yield from _read_folder(path, fmt, options, seen if seen is not None else set())
-        elif not path.is_file():
-            yield SourceError("not a regular file (a pipe or device?); pass a file or a folder", path=str(path))
-        else:
-            yield from _read_file(path, fmt, options)
-    except OSError as e:
-        yield read_error(path, e)
-
-
-def _read_folder(folder: Path, fmt: str, options: ReadOptions, seen: set) -> Iterator[Item]:
-    real = folder.resolve()
-    if real in seen:
-        return  # a symbolic link back up the tree
-    seen.add(real)
-    dataset = fmt if fmt in DATASETS else (detect_dataset(folder) if fmt == "auto" else None)
-    if dataset is not None:
-        yield from read_dataset(folder, dataset)
-        return
-    for child in _children(folder):
-        if child.is_dir():
-            yield from _read_path(child, fmt, options, seen)
-        elif _walkable(child, fmt):
-            yield from _read_path(child, fmt, options, seen)
-
-
-def _read_file(path: Path, fmt: str, options: ReadOptions) -> Iterator[Item]:
-    if fmt == "auto":
-        try:
-            fmt = detect_format(path)
-        except SourceError as e:
-            yield e
-            return
-    if fmt in DATASETS:
-        yield from read_dataset(path, fmt)
-    else:
-        yield from _FILE_READERS[fmt](path) if fmt == "text" else _FILE_READERS[fmt](path, options)

@@ -8,7 +8,7 @@ import pytest
 
 from kgmm.app.ingest import ingest
 from kgmm.schema import Source
-from kgmm.store import open_store
+from kgmm.store import open_store, records
 
 
 def _counts(store) -> tuple[int, int, int, int, int]:
@@ -48,11 +48,10 @@ def test_ingest_interrupted_then_rerun_matches_clean_run(tmp_path, general_extra
         clean = _counts(store)
 
     # Simulate a crash after entities, relations and mentions of a batch were written, before its sources.
-    from kgmm.app.ingest import merge_extractions
-
     sources = [Source.document(text, str(notes / f"note-{i}.txt"), title=f"note-{i}.txt") for i, text in enumerate(NOTES)]
     extractions = list(general_extractor.extract(sources))
-    entities, relations = merge_extractions(extractions)
+    entities = [entity for e in extractions for entity in e.entities]
+    relations = list(records.merge_relations(r for e in extractions for r in e.relations).values())
     with open_store(tmp_path / "crashed") as store:
         store.upsert_entities(entities)
         store.upsert_relations(relations)
@@ -201,3 +200,16 @@ def test_ingest_batches_are_bounded_by_characters_and_committed_as_they_go(tmp_p
         assert store.stats().documents == 1
         rest = ingest([tmp_path / "long.txt"], store, extractor=general_extractor, progress=False)
         assert (rest.sources_known, rest.sources_new, store.stats().documents) == (1, 2, 3)
+
+
+def test_ingest_lists_each_input_folder_once(tmp_path, general_extractor, monkeypatch):
+    import kgmm.sources
+
+    notes = _write_notes(tmp_path / "notes", NOTES)
+    listed = []
+    children = kgmm.sources._children
+    monkeypatch.setattr(kgmm.sources, "_children", lambda folder: listed.append(folder) or children(folder))
+    with open_store(tmp_path / "store") as store:
+        report = ingest([notes], store, extractor=general_extractor, progress=False)
+    assert report.sources_read == len(NOTES)
+    assert listed == [notes]

@@ -651,3 +651,19 @@ def test_read_sources_shared_fashion_and_flickr8k(shared_data):
     photos, errors = read(shared_data / "fashion" / "products_train.csv", shared_data / "flickr8k")
     assert errors == [] and len(photos) == 461 + 300
     assert count_records([shared_data / "flickr8k"]) == 300
+
+
+def test_walk_inputs_lists_files_with_format_and_size_then_read_inputs_reads_them(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("Fever and cough.", encoding="utf-8")
+    (tmp_path / "notes" / "b.jsonl").write_text('{"text": "Rash."}\n', encoding="utf-8")
+    (tmp_path / "notes" / "loop").symlink_to(tmp_path / "notes")
+    from kgmm.sources import InputFile, read_inputs, walk_inputs
+
+    found = list(walk_inputs([tmp_path / "notes", tmp_path / "missing.txt"]))
+    files = [(f.path.name, f.fmt, f.size) for f in found if isinstance(f, InputFile)]
+    assert files == [("a.txt", "text", 16), ("b.jsonl", "jsonl", 18)]
+    assert [str(e) for e in found if isinstance(e, SourceError)] == [
+        f"{tmp_path / 'missing.txt'}: no such file or folder; check the path"]
+    texts = [item.text for item in read_inputs(found) if not isinstance(item, SourceError)]
+    assert texts == ["Fever and cough.", "Rash."]
