@@ -56,6 +56,9 @@ class DomainPack:
             entity of this type named by its title (a product page).
         subject_anchor_types (tuple[str, ...]): entity types that stand for the subject in its text
             ("a navy shirt": the ArticleType); attributes that modify them attach with more confidence.
+        attribute_hierarchy (tuple[tuple[str, str], ...]): (child type, parent type) pairs of structured
+            attributes that are linked to each other when a source carries both (a taxonomy: article type
+            within sub-category), by the first relation rule the pack has between the two types.
         model_labels (dict): entity type of a trained extraction model -> entity type of this pack.
         model_relations (dict): relation type of a trained extraction model -> relation type of this pack.
     """
@@ -72,6 +75,7 @@ class DomainPack:
     subject_relations: dict = field(default_factory=dict)
     title_subject_type: str | None = None
     subject_anchor_types: tuple[str, ...] = ()
+    attribute_hierarchy: tuple[tuple[str, str], ...] = ()
     model_labels: dict = field(default_factory=dict)
     model_relations: dict = field(default_factory=dict)
     description: str = ""
@@ -129,6 +133,10 @@ def _parse_pack(raw: dict, path: Path) -> DomainPack:
         unknown = set(rule.head + rule.tail) - set(entity_types)
         if unknown:
             raise ValueError(f"relation {rule.type} names unknown entity types {sorted(unknown)}")
+    hierarchy = tuple((str(child), str(parent)) for child, parent in raw.get("attribute_hierarchy", ()))
+    for child, parent in hierarchy:
+        if {child, parent} - set(entity_types):
+            raise ValueError(f"attribute_hierarchy names unknown entity types {sorted({child, parent} - set(entity_types))}")
     for mapped in raw.get("model_labels", {}).values():
         if mapped not in entity_types:
             raise ValueError(f"model_labels maps to unknown entity type {mapped!r}")
@@ -148,6 +156,7 @@ def _parse_pack(raw: dict, path: Path) -> DomainPack:
         subject_relations=dict(raw.get("subject_relations", {})),
         title_subject_type=raw.get("title_subject_type"),
         subject_anchor_types=tuple(raw.get("subject_anchor_types", ())),
+        attribute_hierarchy=hierarchy,
         model_labels=dict(raw.get("model_labels", {})),
         model_relations=dict(raw.get("model_relations", {})),
         description=raw.get("description", ""),

@@ -305,8 +305,7 @@ class Extractor:
             relation_type = self.pack.subject_relations.get(attr_type)
             if relation_type:
                 state.add_relation(Relation(subject.id, relation_type, entity.id, 1.0, "structured", [source.id], [sentence]))
-        # The taxonomy itself: article type within sub-category within category.
-        for child, parent in (("ArticleType", "SubCategory"), ("SubCategory", "Category")):
+        for child, parent in self.pack.attribute_hierarchy:
             if child in attribute_ids and parent in attribute_ids and self.pack.rules_for(child, parent):
                 state.add_relation(Relation(attribute_ids[child], self.pack.rules_for(child, parent)[0].type, attribute_ids[parent], 1.0, "structured", [source.id], [sentence]))
         anchors = {i for span, entity, _, _ in resolved if entity.type in (subject_type, *self.pack.subject_anchor_types) for i in range(span.start, span.end)}

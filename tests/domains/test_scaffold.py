@@ -63,3 +63,16 @@ def test_cli_domain_init_and_check(tmp_path):
     (tmp_path / "lab" / "lexicon.tsv").write_text("type\tname\nNope\n", encoding="utf-8")
     failed = runner.invoke(app, ["domain", "check", str(tmp_path / "lab")])
     assert failed.exit_code != 0 and "lacks a type or a name" in str(failed.exception)
+
+
+def test_load_domain_attribute_hierarchy_must_name_pack_types(tmp_path):
+    from kgmm.domains import load_domain
+
+    pack = {"name": "shop", "entity_types": ["Product", "Aisle"], "attribute_hierarchy": [["Product", "Shelf"]]}
+    (tmp_path / "pack.json").write_text(json.dumps(pack), encoding="utf-8")
+    with pytest.raises(DomainError, match=r"attribute_hierarchy names unknown entity types \['Shelf'\]"):
+        load_domain(str(tmp_path))
+    pack["attribute_hierarchy"] = [["Product", "Aisle"]]
+    (tmp_path / "pack.json").write_text(json.dumps(pack), encoding="utf-8")
+    load_domain.cache_clear()
+    assert load_domain(str(tmp_path)).attribute_hierarchy == (("Product", "Aisle"),)
