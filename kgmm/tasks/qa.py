@@ -413,11 +413,57 @@ def train_qa(
     """
     import torch
 
-    from kgmm.nn.fusion import FUSION_STRATEGIES
-    from kgmm.nn.qa import DEFAULT_FUSION, DEFAULT_STEPS, GraphQA
+    from kgmm.nn.qa import GraphQA
     from kgmm.nn.text import TextEncoder
 
     started = time.perf_counter()
+    steps, fusion = _checked_settings(train, out, holdout=holdout, steps=steps, fusion=fusion, epochs=epochs,
+                                      batch_size=batch_size)
+    out = Path(out)
+    graph = _training_graph(kb, store)
+    relations = list(graph.data.relation_vocab)
+    training, heldout_files = _read_training_questions(train, out, holdout, seed)
+    examples, usable, validation = _link_training_examples(training, graph, dev, seed, train)
+    encoder = TextEncoder(text_model)
+    train_set, valid_set = _encode_examples(encoder, usable, validation, progress)
+    torch.manual_seed(seed)
+    model = GraphQA(len(relations), encoder.dim, steps=steps, fusion=fusion)
+    history, best_epoch = _fit(model, graph, train_set, valid_set, epochs=epochs, batch_size=batch_size, lr=lr,
+                               progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / MODEL_FILE)
+    result = {
+        "kb": graph.source, "train": [str(p) for p in train], "dev": [str(p) for p in dev],
+        "questions": len(training), "linked": sum(1 for e in examples if e.seeds), "trained_on": len(usable),
+        "validation": len(validation), "heldout_files": heldout_files, "best_epoch": best_epoch,
+        "valid_hits1": history[best_epoch - 1].get("valid_hits1"),
+        "history": history, "seconds": round(time.perf_counter() - started, 1),
+    }
+    config = _model_config(result, relations, steps=steps, fusion=fusion, text_model=text_model,
+                           text_fingerprint=encoder.fingerprint, seed=seed, holdout=holdout)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _model_config(result: dict, relations: list[str], *, steps: int, fusion: str, text_model: str | Path | None,
+                  text_fingerprint: str, seed: int, holdout: float) -> dict:
+    """What a model's ``config.json`` holds: its relation types and settings, what it was trained on and how it
+    scored (from :func:`train_qa`'s ``result``)."""
+    return {
+        "kind": KIND, "format_version": FORMAT_VERSION, "relations": relations, "steps": steps, "fusion": fusion,
+        "hidden_channels": 256, "text_model": str(text_model) if text_model else None,
+        "text_fingerprint": text_fingerprint, "seed": seed, "holdout": holdout,
+        "training": {key: result[key] for key in ("kb", "train", "dev", "questions", "trained_on", "validation",
+                                                   "best_epoch", "valid_hits1", "seconds")},
+    }
+
+
+def _checked_settings(train: Sequence[str | Path], out: str | Path, *, holdout: float, steps: int | None,
+                      fusion: str | None, epochs: int, batch_size: int) -> tuple[int, str]:
+    """Check :func:`train_qa`'s settings; return the reasoning steps and fusion strategy, defaults filled in."""
+    from kgmm.nn.fusion import FUSION_STRATEGIES
+    from kgmm.nn.qa import DEFAULT_FUSION, DEFAULT_STEPS
+
     steps = DEFAULT_STEPS if steps is None else int(steps)
     fusion = fusion or DEFAULT_FUSION
     if fusion not in FUSION_STRATEGIES:
@@ -433,17 +479,27 @@ def train_qa(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValidationError(f"{out} exists and is not a directory; pass a new or empty model directory")
+    return steps, fusion
+
+
+def _training_graph(kb: str | Path | None, store) -> QAGraph:
+    """The graph to train over (the store's, else the KB file's), which must hold relations."""
     if store is not None:
         graph = store_graph(store, sorted(store.stats().relations_by_type))
     elif kb is not None:
         graph = kb_graph(kb)
     else:
         raise ValidationError("expected a graph to train over: a KB triples file or a store")
-    relations = list(graph.data.relation_vocab)
-    if not relations:
+    if not list(graph.data.relation_vocab):
         raise SourceError("holds no relations; a QA model needs a graph with facts (a KB of head|relation|tail "
                           "lines, or a store with relations)", path=graph.source)
+    return graph
 
+
+def _read_training_questions(train: Sequence[str | Path], out: Path, holdout: float,
+                             seed: int) -> tuple[list[Question], list[str]]:
+    """Read the training files, holding ``holdout`` of each out to ``out/heldout/<file name>``; return the
+    questions kept for training and the held-out files written."""
     training: list[Question] = []
     heldout_files = []
     for path in train:
@@ -454,6 +510,13 @@ def train_qa(
             target = out / HELDOUT_DIR / Path(path).name
             _write_questions(held, target)
             heldout_files.append(str(target))
+    return training, heldout_files
+
+
+def _link_training_examples(training: Sequence[Question], graph: QAGraph, dev: Sequence[str | Path], seed: int,
+                            train: Sequence[str | Path]) -> tuple[list[Example], list[Example], list[Example]]:
+    """Link the questions to ``graph``; return all the examples, those to train on and those to validate on (the
+    ``dev`` files' linked questions, else up to 5% of the training ones, at most 2,000)."""
     examples = [link_question(q, graph) for q in training]
     usable = [e for e in examples if e.seeds and e.answers]
     if not usable:
@@ -467,47 +530,52 @@ def train_qa(
         rng.shuffle(usable)
         cut = min(2000, max(1, len(usable) // 20)) if len(usable) > 20 else 0
         validation, usable = usable[:cut], usable[cut:]
+    return examples, usable, validation
 
-    encoder = TextEncoder(text_model)
+
+@dataclass
+class _Encoded:
+    """Linked examples with their question token states ``[B, T, D]`` and masks ``[B, T]``."""
+
+    examples: list[Example]
+    states: object
+    mask: object
+
+
+def _encode_examples(encoder, usable: list[Example], validation: list[Example],
+                     progress: bool) -> tuple[_Encoded, _Encoded | None]:
+    """Encode the training questions (kept in bfloat16) and the validation ones (None when there are none)."""
+    import torch
+
     if progress:
         print(f"encoding {len(usable) + len(validation):,} questions ...", flush=True)
     train_states, train_mask = encoder.encode_tokens([e.text for e in usable], progress=progress)
-    train_states = train_states.to(torch.bfloat16)
-    if validation:
-        valid_states, valid_mask = encoder.encode_tokens([e.text for e in validation])
-    torch.manual_seed(seed)
-    model = GraphQA(len(relations), encoder.dim, steps=steps, fusion=fusion)
+    train_set = _Encoded(usable, train_states.to(torch.bfloat16), train_mask)
+    if not validation:
+        return train_set, None
+    valid_states, valid_mask = encoder.encode_tokens([e.text for e in validation])
+    return train_set, _Encoded(validation, valid_states, valid_mask)
+
+
+def _fit(model, graph: QAGraph, train: _Encoded, valid: _Encoded | None, *, epochs: int, batch_size: int, lr: float,
+         progress: bool) -> tuple[list[dict], int]:
+    """Train ``model`` (AdamW, one-cycle schedule) and leave it in its best epoch's state: the best validation
+    Hits@1, else the lowest loss; past half the epochs, stop after ``PATIENCE`` epochs without a better one.
+    Return the per-epoch rows and the best epoch."""
+    import torch
+
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    batches_per_epoch = (len(usable) + batch_size - 1) // batch_size
+    batches_per_epoch = (len(train.examples) + batch_size - 1) // batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=epochs * batches_per_epoch,
                                                    pct_start=0.1)
     history = []
     best = (-math.inf, 0, None)  # the score is -loss without a validation split, and a loss may stay above 1
     stale = 0
     for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(usable)).tolist()
-        total, epoch_started = 0.0, time.perf_counter()
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            batch = [usable[i] for i in index]
-            seeds = _dense([e.seeds for e in batch], graph.num_nodes)
-            target = _dense([e.answers for e in batch], graph.num_nodes)
-            states = train_states[index].float()
-            mask = train_mask[index]
-            width = int(mask.sum(1).max())
-            reasoning = model(graph.graph, seeds, {"question": states[:, :width]}, {"question": mask[:, :width]})
-            loss = answer_loss(reasoning.scores, target)
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            schedule.step()
-            total += float(loss.detach()) * len(index)
-        row = {"epoch": epoch, "loss": round(total / len(usable), 4), "seconds": round(time.perf_counter() - epoch_started, 1)}
-        if validation:
+        row = {"epoch": epoch, **_train_epoch(model, graph, train, optimiser, schedule, batch_size)}
+        if valid is not None:
             model.eval()
-            row["valid_hits1"] = round(_hits_at_1(model, graph, validation, valid_states, valid_mask), 4)
+            row["valid_hits1"] = round(_hits_at_1(model, graph, valid.examples, valid.states, valid.mask), 4)
         history.append(row)
         if progress:
             print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -521,25 +589,33 @@ def train_qa(
         if score >= 1.0:
             break
     model.load_state_dict(best[2])
+    return history, best[1]
 
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / MODEL_FILE)
-    linked = sum(1 for e in examples if e.seeds)
-    result = {
-        "kb": graph.source, "train": [str(p) for p in train], "dev": [str(p) for p in dev],
-        "questions": len(training), "linked": linked, "trained_on": len(usable), "validation": len(validation),
-        "heldout_files": heldout_files, "best_epoch": best[1], "valid_hits1": history[best[1] - 1].get("valid_hits1"),
-        "history": history, "seconds": round(time.perf_counter() - started, 1),
-    }
-    config = {
-        "kind": KIND, "format_version": FORMAT_VERSION, "relations": relations, "steps": steps, "fusion": fusion,
-        "hidden_channels": 256, "text_model": str(text_model) if text_model else None,
-        "text_fingerprint": encoder.fingerprint, "seed": seed, "holdout": holdout,
-        "training": {key: result[key] for key in ("kb", "train", "dev", "questions", "trained_on", "validation",
-                                                   "best_epoch", "valid_hits1", "seconds")},
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return result
+
+def _train_epoch(model, graph: QAGraph, train: _Encoded, optimiser, schedule, batch_size: int) -> dict:
+    """One pass over the training examples in a random order; return its mean ``loss`` and ``seconds``."""
+    import torch
+
+    model.train()
+    order = torch.randperm(len(train.examples)).tolist()
+    total, epoch_started = 0.0, time.perf_counter()
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch = [train.examples[i] for i in index]
+        seeds = _dense([e.seeds for e in batch], graph.num_nodes)
+        target = _dense([e.answers for e in batch], graph.num_nodes)
+        states = train.states[index].float()
+        mask = train.mask[index]
+        width = int(mask.sum(1).max())
+        reasoning = model(graph.graph, seeds, {"question": states[:, :width]}, {"question": mask[:, :width]})
+        loss = answer_loss(reasoning.scores, target)
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        total += float(loss.detach()) * len(index)
+    return {"loss": round(total / len(train.examples), 4), "seconds": round(time.perf_counter() - epoch_started, 1)}
 
 
 def answer_loss(scores, target):
