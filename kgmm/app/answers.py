@@ -69,11 +69,12 @@ def subgraph_dict(store: GraphStore, subgraph: Subgraph, *, max_sources: int = 3
     }
 
 
-def search(store: GraphStore, name: str, *, limit: int = 10) -> dict:
-    """Look an entity up by name and show where each match is mentioned."""
+def search(store: GraphStore, name: str, *, limit: int = 10, sentences: int = 3) -> dict:
+    """Look an entity up by name and show where each match is mentioned: up to ``sentences`` distinct
+    sentences (two mentions in one sentence show it once)."""
     results = []
     for match in store.find_entities(name, limit=limit):
-        mentions = store.mentions(match.entity.id, limit=3)
+        mentions = _distinct_sentences(store.mentions(match.entity.id, limit=4 * sentences), sentences)
         results.append(
             {
                 **entity_dict(match.entity),
@@ -87,6 +88,14 @@ def search(store: GraphStore, name: str, *, limit: int = 10) -> dict:
             }
         )
     return {"query": name, "results": results}
+
+
+def _distinct_sentences(mentions: list, limit: int) -> list:
+    """The first mention of each (source, sentence), at most ``limit`` of them."""
+    kept: dict[tuple[str, str], tuple] = {}
+    for mention, source in mentions:
+        kept.setdefault((source.id if source else mention.source_id, mention.sentence), (mention, source))
+    return list(kept.values())[:limit]
 
 
 def neighbourhood(store: GraphStore, name: str, *, hops: int = 1, limit: int = 50) -> dict:

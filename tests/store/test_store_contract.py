@@ -247,6 +247,18 @@ def test_mentions_come_with_their_sources(graph):
     assert len(graph.mentions(DIABETES, limit=1)) == 1
 
 
+def test_search_shows_each_sentence_once(graph):
+    from kgmm.app.answers import search
+
+    # a second mention of diabetes in a sentence it is already mentioned in, and one in a new sentence
+    graph.upsert_mentions([Mention(DIABETES, DOC_B.id, 15, 19, "diab", "Insulin treats diabetes."),
+                           Mention(DIABETES, DOC_B.id, 25, 33, "Diabetes", "Diabetes causes thirst.")])
+    [result] = [r for r in search(graph, "diabetes")["results"] if r["id"] == DIABETES]
+    shown = sorted((m["source"]["id"], m["sentence"]) for m in result["mentions"])
+    assert shown == sorted([(DOC_A.id, "Metformin treats diabetes."), (DOC_B.id, "Insulin treats diabetes."),
+                            (DOC_B.id, "Diabetes causes thirst.")])
+
+
 def test_stats_counts_per_type_and_kind(graph):
     stats = graph.stats()
     assert stats.entities_by_type == {"Anatomy": 1, "Disease": 2, "Drug": 2, "Symptom": 1}
