@@ -186,6 +186,23 @@ class GraphStore(ABC):
         ids = list(dict.fromkeys(source_ids))
         return self._get_sources(ids) if ids else {}
 
+    def get_relations(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Relation]:
+        """Return the stored relations with these ``(head, type, tail)`` keys, each with its sources and
+        sentences; one query per relation type among the keys, however many keys there are.
+
+        Raises:
+            ValidationError: a key is not three strings, or its type is not a valid relation type.
+        """
+        by_type: dict[str, list[tuple[str, str]]] = {}
+        for key in dict.fromkeys(tuple(key) for key in keys):
+            if len(key) != 3 or not all(isinstance(part, str) for part in key):
+                raise ValidationError(f"expected (head, type, tail) strings, got {key!r}")
+            by_type.setdefault(key[1], []).append((key[0], key[2]))
+        found: dict[tuple[str, str, str], Relation] = {}
+        for relation_type, pairs in by_type.items():
+            found.update((relation.key, relation) for relation in self._relations_between(relation_type, pairs))
+        return found
+
     def stats(self) -> GraphStats:
         """Return counts of entities, relations, sources and mentions (``retrieved_links``: those retrieved)."""
         return self._stats()
@@ -305,6 +322,10 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _get_sources(self, source_ids: list[str]) -> dict[str, Source]: ...
+
+    @abstractmethod
+    def _relations_between(self, relation_type: str, pairs: list[tuple[str, str]]) -> list[Relation]:
+        """The stored edges of one type among the (head id, tail id) ``pairs``, in one query."""
 
     @abstractmethod
     def _stats(self) -> GraphStats: ...

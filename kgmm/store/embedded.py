@@ -727,6 +727,19 @@ class EmbeddedStore(GraphStore):
                 found[source.id] = source
         return found
 
+    def _relations_between(self, relation_type: str, pairs: list[tuple[str, str]]) -> list[Relation]:
+        query = queries.relations_between_pairs(relation_type)  # validates the type before any lookup
+        stored_type = self._relation_types.get(relation_type.lower())
+        if stored_type != relation_type:
+            return []
+        found = []
+        for chunk in records.chunks(pairs, _LOOKUP_CHUNK):
+            wanted = set(chunk)
+            parameters = {"heads": list(dict.fromkeys(h for h, _ in chunk)), "tails": list(dict.fromkeys(t for _, t in chunk))}
+            found += [records.relation_from_row({**row, "type": relation_type})
+                      for row in self._rows(query, parameters, action="read relations") if (row["head"], row["tail"]) in wanted]
+        return found
+
     def _entity_rows_by_key(self, raw: str, key: str, limit: int) -> list[dict[str, Any]]:
         return self._rows(queries.entity_by_exact_key(), {"raw": raw, "key": key, "limit": limit}, action="find entities")
 

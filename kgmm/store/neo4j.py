@@ -545,6 +545,13 @@ class Neo4jStore(GraphStore):
         rows = self._run(lambda tx: self._lookup(tx, queries.sources_by_id(), source_ids), write=False, action="read sources")
         return {row["source_id"]: records.source_from_row(row) for row in rows}
 
+    def _relations_between(self, relation_type: str, pairs: list[tuple[str, str]]) -> list[Relation]:
+        query = queries.relations_between_pairs(relation_type)
+        rows = [{"head": head, "tail": tail} for head, tail in pairs]
+        return [records.relation_from_row({**row, "type": relation_type})
+                for chunk in records.chunks(rows, self.batch_size)
+                for row in self._read(query, {"rows": list(chunk)}, action="read relations")]
+
     def _entity_rows_by_key(self, raw: str, key: str, limit: int) -> list[dict[str, Any]]:
         return self._read(queries.entity_by_exact_key(), {"raw": raw, "key": key, "limit": limit}, action="find entities")
 

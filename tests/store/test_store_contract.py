@@ -283,6 +283,22 @@ def test_cypher_with_parameters_reads_typed_relations(graph):
     assert rows == [{"drug": "Metformin", "confidence": 0.8}, {"drug": "Insulin", "confidence": 0.7}]
 
 
+def test_get_relations_returns_stored_facts_with_evidence(graph):
+    keys = [(METFORMIN, "TREATS", DIABETES), (DIABETES, "TREATS", METFORMIN), (INSULIN, "TREATS", DIABETES),
+            (METFORMIN, "CAUSES", DIABETES), (METFORMIN, "TREATS", DIABETES)]
+    found = graph.get_relations(keys)
+    assert sorted(found) == sorted([(METFORMIN, "TREATS", DIABETES), (INSULIN, "TREATS", DIABETES)])
+    expected = {relation.key: relation for relation in tiny_relations()}
+    for key, relation in found.items():
+        assert (relation.sources, relation.sentences, relation.extractor) == (
+            expected[key].sources, expected[key].sentences, expected[key].extractor)
+        assert relation.confidence == pytest.approx(expected[key].confidence)
+    assert graph.get_relations([]) == {}
+    assert graph.get_relations([(METFORMIN, "NEVER_STORED", DIABETES)]) == {}
+    with pytest.raises(ValidationError, match="invalid relation type"):
+        graph.get_relations([(METFORMIN, "TREATS`) DETACH DELETE (a", DIABETES)])
+
+
 def test_known_and_get_sources(graph):
     assert graph.known_sources([DOC_A.id, "doc:missing"]) == {DOC_A.id}
     assert graph.get_sources([IMAGE.id, "doc:missing"]) == {IMAGE.id: IMAGE}

@@ -379,6 +379,16 @@ def count_relations_of_type(relation_type: str) -> str:
     return f"MATCH (a:{ENTITY})-[r:{relation_table(relation_type)}]->(b:{ENTITY}) RETURN count(*) AS n"
 
 
+def relations_between_pairs(relation_type: str) -> str:
+    """Return the stored edges of one type from a head in ``$heads`` to a tail in ``$tails``, with evidence (the
+    caller keeps the pairs it asked for). ``IN`` lists use the primary-key index; an ``UNWIND`` of pairs scans."""
+    return (
+        f"MATCH (a:{ENTITY})-[r:{relation_table(relation_type)}]->(b:{ENTITY}) WHERE a.id IN $heads AND b.id IN $tails "
+        "RETURN a.id AS head, b.id AS tail, r.confidence AS confidence, r.extractor AS extractor, "
+        "r.sources AS sources, r.sentences AS sentences"
+    )
+
+
 def relation_between(relation_type: str) -> str:
     """Return the stored edge ``$head -[type]-> $tail`` (at most one by construction)."""
     return (

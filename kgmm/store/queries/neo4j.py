@@ -172,6 +172,15 @@ def stored_relation_keys(relation_type: str) -> str:
     )
 
 
+def relations_between_pairs(relation_type: str) -> str:
+    """Return the stored edges of one type among the pairs in ``$rows`` (a list of {head, tail}), with evidence."""
+    return (
+        f"UNWIND $rows AS row MATCH (a:{ENTITY} {{id: row.head}})-[r:{label(relation_type, kind='relation type')}]->"
+        f"(b:{ENTITY} {{id: row.tail}}) RETURN row.head AS head, row.tail AS tail, r.confidence AS confidence, "
+        "r.extractor AS extractor, r.sources AS sources, r.sentences AS sentences"
+    )
+
+
 def update_relations(relation_type: str) -> str:
     """Set the merged confidence, sources and sentences of stored edges from ``$rows``."""
     return (
