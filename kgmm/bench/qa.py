@@ -30,7 +30,7 @@ def bench_qa(model_dir: str | Path, kb: str | Path, questions: str | Path, *, co
         raise ValidationError(f"count must be >= 1, got {count!r}")
     started = time.perf_counter()
     model = QAModel(model_dir)
-    graph = kb_graph(kb, model.relations)
+    graph = kb_graph(kb, model.relations, stop_words=model.template_words)
     read = read_questions(questions)
     model.ask(read[0].text, graph)  # warm: first-call allocations, the sparse matrix
     load_s = time.perf_counter() - started

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ class GraphTensors:
     relation_vocab: Vocabulary
     entity_type_vocab: Vocabulary
     entity_names: list[str]
+    entity_aliases: dict[int, list[str]] = field(default_factory=dict)  # node -> its other names (stores only)
 
     def to_data(self) -> Data:
         """Return these tensors as a PyG ``Data`` (the same tensors, not copies)."""
@@ -108,14 +109,18 @@ def graph_tensors(
     relation_vocab: Vocabulary | None = None,
     entity_type_vocab: Vocabulary | None = None,
 ) -> GraphTensors:
-    """Build the :class:`GraphTensors` of entities and relations (see :func:`graph_to_data`)."""
+    """Build the :class:`GraphTensors` of entities and relations (see :func:`graph_to_data`); the entities'
+    aliases go to ``entity_aliases``."""
     ids: list[str] = []
     names: list[str] = []
     types: list[str] = []
+    aliases: dict[str, list[str]] = {}
     for entity in entities:
         ids.append(entity.id)
         names.append(entity.name)
         types.append(entity.type)
+        if entity.aliases:
+            aliases[entity.id] = list(entity.aliases)
     heads: list[str] = []
     tails: list[str] = []
     relation_types: list[str] = []
@@ -125,8 +130,23 @@ def graph_tensors(
         tails.append(relation.tail)
         relation_types.append(relation.type)
         confidences.append(relation.confidence)
-    return _build(ids, names, types, heads, relation_types, tails, confidences,
-                  entity_vocab, relation_vocab, entity_type_vocab)
+    built = _build(ids, names, types, heads, relation_types, tails, confidences,
+                   entity_vocab, relation_vocab, entity_type_vocab)
+    index = built.entity_vocab.index_map()
+    built.entity_aliases = {index[entity_id]: more for entity_id, more in aliases.items()}
+    return built
+
+
+def store_tensors(
+    store: GraphStore,
+    *,
+    entity_vocab: Vocabulary | None = None,
+    relation_vocab: Vocabulary | None = None,
+    entity_type_vocab: Vocabulary | None = None,
+) -> GraphTensors:
+    """Read a graph store (any backend) into :class:`GraphTensors`, aliases included, without PyG."""
+    return graph_tensors(store.iter_entities(), store.iter_relations(), entity_vocab=entity_vocab,
+                         relation_vocab=relation_vocab, entity_type_vocab=entity_type_vocab)
 
 
 def store_to_data(
@@ -140,8 +160,8 @@ def store_to_data(
 
     See :func:`graph_to_data` for the arguments and attributes.
     """
-    return graph_to_data(store.iter_entities(), store.iter_relations(), entity_vocab=entity_vocab,
-                         relation_vocab=relation_vocab, entity_type_vocab=entity_type_vocab)
+    return store_tensors(store, entity_vocab=entity_vocab, relation_vocab=relation_vocab,
+                         entity_type_vocab=entity_type_vocab).to_data()
 
 
 def triples_to_data(

@@ -18,7 +18,8 @@ import json
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,17 +40,21 @@ ANSWER_THRESHOLD = 0.5  # an entity scoring at least this is in the predicted an
 MAX_SPAN_TOKENS = 10
 
 
-# ---- the graph a model reasons over ----------------------------------------------------------------------
 class EntityLinker:
     """Find graph entities named in a question.
 
     Args:
         names (list of str): node index -> entity name.
         aliases (dict of int to list of str, optional): more names per node.
+        stop_words (iterable of str, optional): words that never name an entity on their own when a question
+            has no [brackets], beside English function words: a QA model's template words (see
+            :func:`template_words`).
     """
 
-    def __init__(self, names: Sequence[str], aliases: dict[int, list[str]] | None = None) -> None:
+    def __init__(self, names: Sequence[str], aliases: dict[int, list[str]] | None = None, *,
+                 stop_words: Iterable[str] = ()) -> None:
         self._normalize = normalize_name
+        self.stop_words = _FUNCTION_WORDS | {normalize_name(word) for word in stop_words}
         self.names = list(names)
         self.index: dict[str, list[int]] = {}
         for node, name in enumerate(self.names):
@@ -94,7 +99,7 @@ class EntityLinker:
             for length in range(min(self.max_tokens, len(words) - start), 0, -1):
                 span = " ".join(words[start:start + length])
                 key = self._normalize(span)
-                if key in self.index and not (length == 1 and (key in _STOP or len(key) < 3)):
+                if key in self.index and not (length == 1 and (key in self.stop_words or len(key) < 3)):
                     found.append((span.strip(",;:!\"'"), list(self.index[key])))
                     start += length
                     break
@@ -103,9 +108,21 @@ class EntityLinker:
         return found
 
 
-_STOP = frozenset("""a an and are as at be by did do does for from has have he her his how i in is it its me of on or
-she that the their them they this to was what when where which who whom whose why will with you your films film movie
-movies""".split())
+_FUNCTION_WORDS = frozenset("""a an and are as at be by did do does for from has have he her his how i in is it its me of
+on or she that the their them they this to was what when where which who whom whose why will with you your""".split())
+TEMPLATE_WORD_SHARE = 0.01  # a word outside the [topic] in at least 1% of training questions is the template's
+
+
+def template_words(questions: Sequence[Question]) -> list[str]:
+    """Return the words that recur outside the bracketed topics of ``questions`` (in at least 1% of them, and
+    in two or more): the wording of the question templates ("films", "directed"), which :class:`EntityLinker`
+    then never links as an entity on its own. Learnt from the questions, so no domain's words are built in."""
+    counts: Counter[str] = Counter()
+    bracketed = [q for q in questions if q.topics]
+    for question in bracketed:
+        counts.update({normalize_name(word) for word in mask_topics(question.text, " ").split()} - {""})
+    least = max(2, TEMPLATE_WORD_SHARE * len(bracketed))
+    return sorted(word for word, count in counts.items() if count >= least and " " not in word)
 
 
 @dataclass
@@ -161,8 +178,9 @@ class QAGraph:
         return reached
 
 
-def kb_graph(kb: str | Path, relations: Sequence[str] | None = None) -> QAGraph:
-    """Read a triples file into a :class:`QAGraph` (``relations``: a model's relation types, kept first)."""
+def kb_graph(kb: str | Path, relations: Sequence[str] | None = None, *, stop_words: Iterable[str] = ()) -> QAGraph:
+    """Read a triples file into a :class:`QAGraph` (``relations``: a model's relation types, kept first;
+    ``stop_words``: its template words, for the linker)."""
     from kgmm.graphdata.tensors import triples_tensors
     from kgmm.graphdata.vocab import Vocabulary
     from kgmm.nn.qa import RelationGraph
@@ -170,24 +188,22 @@ def kb_graph(kb: str | Path, relations: Sequence[str] | None = None) -> QAGraph:
     vocab = Vocabulary(relations, name="relations") if relations is not None else None
     data = triples_tensors(kb, relation_vocab=vocab)
     count = len(relations) if relations is not None else len(data.relation_vocab)
-    return QAGraph(data, RelationGraph.from_data(data, count), EntityLinker(data.entity_names), str(kb))
+    return QAGraph(data, RelationGraph.from_data(data, count), EntityLinker(data.entity_names, stop_words=stop_words),
+                   str(kb))
 
 
-def store_graph(store, relations: Sequence[str]) -> QAGraph:
+def store_graph(store, relations: Sequence[str], *, stop_words: Iterable[str] = ()) -> QAGraph:
     """Read an open graph store into a :class:`QAGraph` (entity aliases join the linker)."""
-    from kgmm.graphdata.tensors import graph_tensors
+    from kgmm.graphdata.tensors import store_tensors
     from kgmm.graphdata.vocab import Vocabulary
     from kgmm.nn.qa import RelationGraph
 
-    entities = list(store.iter_entities())
-    data = graph_tensors(entities, store.iter_relations(), relation_vocab=Vocabulary(relations, name="relations"))
-    index = data.entity_vocab.index_map()
-    aliases = {index[entity.id]: list(entity.aliases) for entity in entities if entity.aliases and entity.id in index}
-    return QAGraph(data, RelationGraph.from_data(data, len(relations)), EntityLinker(data.entity_names, aliases),
+    data = store_tensors(store, relation_vocab=Vocabulary(relations, name="relations"))
+    return QAGraph(data, RelationGraph.from_data(data, len(relations)),
+                   EntityLinker(data.entity_names, data.entity_aliases, stop_words=stop_words),
                    getattr(store, "uri", str(store)), store)
 
 
-# ---- examples ----------------------------------------------------------------------------------------------
 @dataclass
 class Example:
     """A question linked to the graph: masked text, seed nodes and answer nodes (those the graph has)."""
@@ -232,7 +248,6 @@ def _dense(rows: Sequence[Sequence[int]], num_nodes: int):
     return out
 
 
-# ---- the model ---------------------------------------------------------------------------------------------
 class QAModel:
     """A trained QA model, loaded once and asked many times.
 
@@ -259,6 +274,7 @@ class QAModel:
             text_encoder = TextEncoder(self.config.get("text_model"))
         self.encoder = text_encoder
         self.relations: list[str] = list(self.config["relations"])
+        self.template_words: list[str] = list(self.config.get("template_words", []))
         self.model = GraphQA(len(self.relations), self.encoder.dim, steps=int(self.config["steps"]),
                              fusion=self.config["fusion"], hidden_channels=int(self.config["hidden_channels"]))
         try:
@@ -329,25 +345,31 @@ class QAModel:
                     for source, relation, target in trace_path(graph.graph, reasoning, 0, node)]
             result["answers"].append({"entity": graph.entity_id(node), "name": graph.name(node),
                                       "score": round(float(value), 4), "path": path})
+        if graph.store is not None:
+            _add_evidence(graph.store, [fact for answer in result["answers"] for fact in answer["path"]])
         return result
 
     def _fact(self, graph: QAGraph, source: int, relation: int, target: int) -> dict:
         count = len(self.relations)
         backwards = relation >= count
         head, tail = (target, source) if backwards else (source, target)
-        fact = {"head": graph.entity_id(head), "head_name": graph.name(head),
+        return {"head": graph.entity_id(head), "head_name": graph.name(head),
                 "relation": self.relations[relation % count],
                 "tail": graph.entity_id(tail), "tail_name": graph.name(tail),
                 "read": "backwards" if backwards else "forwards", "sources": [], "sentences": [], "source_titles": []}
-        if graph.store is not None:
-            found = graph.store.shortest_path(fact["head"], fact["tail"], max_hops=1)
-            for stored in (found.relations if found is not None else []):
-                if stored.type == fact["relation"] and stored.head == fact["head"]:
-                    fact["sources"], fact["sentences"] = list(stored.sources), list(stored.sentences)
-            titles = graph.store.get_sources(fact["sources"]) if fact["sources"] else {}
-            fact["source_titles"] = [(titles[i].title or titles[i].origin) if i in titles else i
-                                     for i in fact["sources"]]
-        return fact
+
+
+def _add_evidence(store, facts: list[dict]) -> None:
+    """Fill in each fact's sources, sentences and source titles: one relation query and one source query for
+    all the facts of every answer."""
+    stored = store.get_relations((fact["head"], fact["relation"], fact["tail"]) for fact in facts)
+    for fact in facts:
+        relation = stored.get((fact["head"], fact["relation"], fact["tail"]))
+        if relation is not None:
+            fact["sources"], fact["sentences"] = list(relation.sources), list(relation.sentences)
+    titles = store.get_sources(source for fact in facts for source in fact["sources"])
+    for fact in facts:
+        fact["source_titles"] = [(titles[i].title or titles[i].origin) if i in titles else i for i in fact["sources"]]
 
 
 def _check_image(path: str | Path) -> None:
@@ -356,7 +378,6 @@ def _check_image(path: str | Path) -> None:
     load_image(path)
 
 
-# ---- training ----------------------------------------------------------------------------------------------
 def _split(questions: list[Question], holdout: float, seed: int) -> tuple[list[Question], list[Question]]:
     order = list(range(len(questions)))
     random.Random(seed).shuffle(order)
@@ -441,6 +462,7 @@ def train_qa(
     }
     config = _model_config(result, relations, steps=steps, fusion=fusion, text_model=text_model,
                            text_fingerprint=encoder.fingerprint, seed=seed, holdout=holdout)
+    config["template_words"] = template_words(training)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return result
 
@@ -643,7 +665,6 @@ def _hits_at_1(model, graph: QAGraph, examples: Sequence[Example], states, mask,
     return hits / max(1, len(examples))
 
 
-# ---- evaluation --------------------------------------------------------------------------------------------
 def evaluate_qa(model_dir: str | Path | None, kb: str | Path | None, questions: str | Path, *, store=None,
                 batch_size: int = 256, qa_model: QAModel | None = None, graph: QAGraph | None = None) -> dict:
     """Score a QA model on a question file over a KB.
@@ -718,14 +739,14 @@ def _columns_at_least(scores, threshold: float):
 def open_qa_graph(model: QAModel, *, kb: str | Path | None = None, store=None) -> QAGraph:
     """The graph to ask over: a KB file, or an open store."""
     if kb is not None:
-        return kb_graph(kb, model.relations)
+        return kb_graph(kb, model.relations, stop_words=model.template_words)
     if store is None:
         raise ValidationError("expected a graph to ask: a --store or a --kb triples file")
-    graph = store_graph(store, model.relations)
+    graph = store_graph(store, model.relations, stop_words=model.template_words)
     if graph.num_nodes == 0:
         raise KgmmError(f"the store {graph.source} is empty; ingest documents or a KB into it first")
     return graph
 
 
 __all__ = ["EntityLinker", "Example", "QAGraph", "QAModel", "evaluate_qa", "kb_graph", "link_question",
-           "open_qa_graph", "store_graph", "train_qa"]
+           "open_qa_graph", "store_graph", "template_words", "train_qa"]

@@ -209,10 +209,39 @@ def test_ask_over_a_store_gives_the_sources_of_each_fact(trained, world, tmp_pat
         store.upsert_relations([Relation(r.head, r.type, r.tail, 1.0, "triples", ["doc:kb"], ["stated in the KB"])
                                 for r in read.relations])
         model = QAModel(out)
-        result = model.ask(f"what genre is [{MOVIES[0]}]", open_qa_graph(model, store=store))
-    fact = result["answers"][0]["path"][0]
+        graph = open_qa_graph(model, store=store)
+        calls = {"get_relations": 0, "get_sources": 0}
+        for name in calls:
+            original = getattr(store, name)
+
+            def counted(*args, _original=original, _name=name, **kwargs):
+                calls[_name] += 1
+                return _original(*args, **kwargs)
+
+            setattr(store, name, counted)
+        store.shortest_path = None  # no per-fact path query any more
+        result = model.ask(f"what genres are the films directed by [{PEOPLE[0]}]", graph, top_k=3)
+        first = model.ask(f"what genre is [{MOVIES[0]}]", graph)
+    facts = [fact for answer in result["answers"] for fact in answer["path"]]
+    assert len(facts) >= 2 and calls == {"get_relations": 2, "get_sources": 2}  # one of each per question
+    assert all(fact["sources"] == ["doc:kb"] and fact["source_titles"] == ["the movie KB"] for fact in facts)
+    fact = first["answers"][0]["path"][0]
     assert fact["sources"] == ["doc:kb"] and fact["sentences"] == ["stated in the KB"]
     assert fact["source_titles"] == ["the movie KB"]  # what a reader is shown instead of the id
+
+
+def test_template_words_are_the_recurring_words_outside_the_topics(trained, world):
+    from kgmm.sources.questions import Question
+    from kgmm.tasks.qa import EntityLinker, QAModel, template_words
+
+    asked = [Question(f"which films did [{name}] direct", [name]) for name in ("Ann", "Bo", "Cy")]
+    asked.append(Question("what rare words about [Ann]", ["Ann"]))
+    assert template_words(asked) == ["did", "direct", "films", "which"]
+    linker = EntityLinker(["Films", "Ann Lee"], stop_words=["films"])
+    assert [span for span, _ in linker.find("which Films did Ann Lee direct")] == ["Ann Lee"]
+    assert [span for span, _ in EntityLinker(["Films"]).find("which Films did Ann direct")] == ["Films"]
+    out, _ = trained
+    assert {"films", "movies", "genre"} <= set(QAModel(out).template_words)  # learnt from the training file
 
 
 def test_ask_links_each_mention_once_and_reads_a_question_from_stdin(trained, world):
