@@ -13,6 +13,7 @@ text, so memory stays bounded however large a file is, and every batch is commit
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,6 +55,7 @@ class IngestReport:
     seconds_read: float = 0.0
     seconds_extract: float = 0.0
     seconds_store: float = 0.0
+    image_links: dict | None = None  # what linking the uncaptioned images did, when an alignment model was given
 
     @property
     def seconds_total(self) -> float:
@@ -62,6 +64,8 @@ class IngestReport:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["seconds_total"] = round(self.seconds_total, 3)
+        if self.image_links is None:
+            del data["image_links"]
         return data
 
     def summary(self, store_uri: str) -> str:
@@ -120,13 +124,20 @@ class IngestPlan:
     problems: list[str]
     batch_size: int = DEFAULT_BATCH_SIZE
     on_problem: ProblemHandler | None = None
+    align_model: Path | None = None
 
     def run(self, store: GraphStore, *, progress: bool = True, reextract: bool = False) -> IngestReport:
-        """Extract and write the inputs into ``store``; see :func:`ingest_items`."""
+        """Extract and write the inputs into ``store`` (see :func:`ingest_items`), then, with an alignment model,
+        link the images stored without a caption to their nearest entities."""
         report = IngestReport(problems=list(self.problems), bytes_total=sum(self.files.values()))
-        return ingest_items(self.items, store, extractor=self.extractor, batch_size=self.batch_size,
-                            on_problem=self.on_problem, reextract=reextract, report=report,
-                            progress=_ByteProgress(self.files, report) if progress else None)
+        ingest_items(self.items, store, extractor=self.extractor, batch_size=self.batch_size,
+                     on_problem=self.on_problem, reextract=reextract, report=report,
+                     progress=_ByteProgress(self.files, report) if progress else None)
+        if self.align_model is not None:
+            from kgmm.tasks.crossmodal import link_uncaptioned_images
+
+            report.image_links = link_uncaptioned_images(store, model=self.align_model)
+        return report
 
 
 def plan_ingest(
@@ -140,8 +151,12 @@ def plan_ingest(
     on_problem: ProblemHandler | None = None,
     extractor=None,
     model_dir: str | Path | None = None,
+    align_model: str | Path | None = None,
 ) -> IngestPlan:
-    """Check the inputs and load the extractor, before any store is touched.
+    """Check the inputs, the alignment model and load the extractor, before any store is touched.
+
+    ``align_model`` (default ``$KGMM_ALIGN_MODEL`` when set): a model from ``kgmm train align``; the run then
+    links images without a caption to their nearest entities (provenance "retrieved").
 
     Raises:
         SourceError: ``fmt`` is unknown, or none of ``paths`` holds a readable source (each problem went to
@@ -149,7 +164,9 @@ def plan_ingest(
         DomainError: ``domain`` is not a pack.
     """
     from kgmm.sources import FORMATS, ReadOptions, file_sizes, read_inputs, walk_inputs
+    from kgmm.tasks.crossmodal import ALIGN_MODEL_ENV, resolve_align_model
 
+    linker = resolve_align_model(align_model) if align_model is not None or os.environ.get(ALIGN_MODEL_ENV) else None
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if fmt not in FORMATS:
         raise SourceError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
@@ -185,7 +202,7 @@ def plan_ingest(
             model = load_extraction_model(model_dir)
         extractor = Extractor(domain, model=model, model_source=f"the model in {model_dir}")
     return IngestPlan(itertools.chain([first], stream), extractor, file_sizes(found), problems,
-                      batch_size=int(batch_size), on_problem=on_problem)
+                      batch_size=int(batch_size), on_problem=on_problem, align_model=linker)
 
 
 def ingest(

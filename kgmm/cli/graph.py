@@ -147,15 +147,11 @@ def ingest(
 ) -> None:
     """Extract entities and relations from PATHS and add them to the store (committed batch by batch; Ctrl-C
     keeps what was committed, and running the command again goes on)."""
-    import os
-
     from kgmm.app.ingest import IngestInterrupted, plan_ingest
-    from kgmm.tasks.crossmodal import ALIGN_MODEL_ENV, resolve_align_model
 
-    # Checked before anything is written, so a wrong path fails fast instead of after a long ingest.
-    linker = resolve_align_model(align_model) if align_model is not None or os.environ.get(ALIGN_MODEL_ENV) else None
     plan = plan_ingest(paths, domain=domain, fmt=fmt, text_column=text_column, limit=limit, batch_size=batch_size,
-                       model_dir=model, on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr))
+                       model_dir=model, align_model=align_model,
+                       on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr))
     with open_any_store(store_location(store), user, database) as graph_store:
         try:
             report = plan.run(graph_store, reextract=reextract)
@@ -168,10 +164,6 @@ def ingest(
             print(f"warning: {count:,} source(s) already stored were extracted with the {other!r} pack, not "
                   f"{report.domain!r}, and were left as they are; pass --reextract to extract them again with "
                   f"{report.domain!r}", file=sys.stderr)
-        if linker is not None:
-            from kgmm.tasks.crossmodal import link_uncaptioned_images
-
-            result["image_links"] = link_uncaptioned_images(graph_store, model=linker)
     emit(result, as_json, _render_ingest)
 
 
