@@ -62,20 +62,12 @@ def diagnose(
     as_json: bool = JsonOption,
 ) -> None:
     """Rank diagnoses for a case, each with the graph evidence for and against it."""
-    from kgmm.errors import ValidationError
-    from kgmm.sources.cases import MAX_TEXT_CHARS, Case
+    from kgmm.app.diagnose import diagnose_case
 
-    chosen = _model(model, knowledge, domain)
-    if image is not None and not image.is_file():
-        raise ValidationError(f"no image at {image}; check the path")
-    present = chosen.resolve_findings(findings.split(","))
-    missing = chosen.resolve_findings(absent.split(","))
-    if not (text.strip() or present or missing or image):
-        raise ValidationError("nothing to diagnose: give --text, --findings, --absent or --image")
-    attributes = {k: v for k, v in (("age", age), ("sex", sex)) if v is not None}
-    case = Case("cli", None, present, missing, " ".join(text.split())[:MAX_TEXT_CHARS],
-                str(image) if image else None, attributes)
-    emit(chosen.diagnose(case, top_k=top_k, rank_anyway=rank_anyway), as_json, render_diagnoses)
+    result = diagnose_case(_model(model, knowledge, domain), text=text, findings=findings.split(","),
+                           absent=absent.split(","), image=image, age=age, sex=sex, top_k=top_k,
+                           rank_anyway=rank_anyway)
+    emit(result, as_json, render_diagnoses)
 
 
 def train_diagnosis(

@@ -140,6 +140,21 @@ def test_diagnose_explains_with_present_and_missing_findings_and_leaves_the_mode
         model.resolve_findings(["E_99"])
 
 
+def test_diagnose_case_resolves_codes_and_names_like_a_user_types_them(world, tmp_path):
+    from kgmm.app.diagnose import diagnose_case
+    from kgmm.tasks.diagnosis import open_diagnosis_model
+
+    model = open_diagnosis_model(None, world.parent / "release_conditions.json")
+    result = diagnose_case(model, findings=["E_0", " e_1", "", "DDXPLUS:E_2"], absent=["E_6"], top_k=2)
+    assert [entry["label"] for entry in result["diagnoses"]][:1] == ["Alpha fever"]
+    assert [item["finding"] for item in result["case"]["present"]] == ["DDXPLUS:E_0", "DDXPLUS:E_1", "DDXPLUS:E_2"]
+    assert [item["finding"] for item in result["case"]["absent"]] == ["DDXPLUS:E_6"]
+    with pytest.raises(ValidationError, match="nothing to diagnose"):
+        diagnose_case(model, text="  ", findings=[""])
+    with pytest.raises(ValidationError, match=f"no image at {tmp_path / 'x.png'}"):
+        diagnose_case(model, findings=["E_0"], image=tmp_path / "x.png")
+
+
 def test_a_case_with_nothing_the_model_knows_gets_no_ranking_unless_asked(world):
     from kgmm.tasks.diagnosis import open_diagnosis_model
 
