@@ -17,7 +17,7 @@ def bench_photo_qa(
 ) -> None:
     """Usage / season / article-type questions about held-out product photos: accuracy per question type of
     image+graph, the same with the image removed, and with the graph removed."""
-    from kgmm.tasks.photo_qa import photo_qa_benchmark
+    from kgmm.bench.photo_qa import photo_qa_benchmark
 
     result = photo_qa_benchmark(data, seed=seed, progress=not as_json)
     result = {"title": f"photo QA benchmark ({result['held_out_photos']} held-out photos, seed {seed})", **result}

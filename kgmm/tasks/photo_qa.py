@@ -3,7 +3,7 @@
 A shopper shows a photo of a product the catalogue does not have and asks "what is this used for?", "which
 season is it for?" or "what type of article is this?". The answer is an attribute entity of the catalogue graph
 (a ``Usage``, ``Season`` or ``ArticleType`` node). Three models answer the same questions about the same unseen
-photos, so what each modality adds is measured:
+photos (:mod:`kgmm.bench.photo_qa` measures what each modality adds):
 
 - ``image+graph``: the photo is mapped into the graph as weighted seeds, the catalogue products it resembles,
   and :class:`kgmm.nn.qa.GraphQA` (one propagation step by default) reads the question and follows the relation
@@ -23,19 +23,10 @@ first and the rest of the second:
 - ``titles``: the ``neighbours`` catalogue products whose title is nearest the photo in an image-text space
   trained with :func:`kgmm.tasks.align.train_align` on the training photos and their titles only.
 
-Weights are a softmax of the similarities at ``temperature``. ``seed_mix``, the head weight and the image-removed
-prior are chosen by stratified cross-validation over the training photos (each fold's graph seeds never reach the
-fold's validation products, as they never reach the held-out ones); the held-out photos are scored once, with
-the chosen settings, by models refit on every training photo.
-
-No leakage: the held-out products (``holdout`` of each article type, drawn with ``seed``) are absent from the
-graph (their ``catalogue.csv`` rows are skipped, so they have no node and no edge) and from every training step
-and choice. A training photo's own product is never among its seeds. The answer vocabulary is the set of entities
-that answer some training question (the same for every variant); a held-out answer outside it counts as wrong.
-
-Also reported, as a ``reference``: the photo's nearest training photos voting with their labels read from
-``products_train.csv`` (no graph): with ``seed_mix`` 1 the graph route reads the same labels through the graph,
-so this row shows how much of the graph's gain is that lookup.
+Weights are a softmax of the similarities at ``temperature``. :func:`run_fold` trains the three models on some
+photos and scores the questions about others; a scored photo's product seeds nothing, and a photo's own product is
+never among its seeds. The answer vocabulary is the set of entities that answer some training question (the same
+for every model); an answer outside it counts as wrong.
 """
 
 from __future__ import annotations
@@ -43,7 +34,6 @@ from __future__ import annotations
 import csv
 import random
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,18 +41,12 @@ from typing import Any
 
 from kgmm.errors import SourceError, ValidationError
 
-DEFAULT_DATA = Path("../shared/data/fashion")
-DEFAULT_FOLDS = 4
 DEFAULT_NEIGHBOURS = 10
 DEFAULT_TEMPERATURE = 0.05
 DEFAULT_STEPS = 1
 DEFAULT_GNN_EPOCHS = 4
 DEFAULT_HEAD_EPOCHS = 120
-SEED_MIXES = (1.0, 0.75, 0.5, 0.25, 0.0)  # share of the seeds from similar photos; the rest from similar titles
-HEAD_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # weight of the image head's log-probabilities in image+graph
 PRIORS = ("photographed", "catalogue")  # seeds of the image-removed model: the training photos' products, or all
-VARIANTS = ("image+graph", "image removed", "graph removed")
-REFERENCE = "image kNN, no graph"
 REQUIRED_COLUMNS = ("id", "articleType", "usage", "season", "productDisplayName")
 ALIGN_COLUMNS = ("articleType", "usage", "season", "gender", "masterCategory", "subCategory", "baseColour")
 SCORE_FLOOR = 1e-3  # added to graph scores before the log, so an answer the seeds never reach is unlikely, not -inf
@@ -105,7 +89,7 @@ QUESTION_TYPES = (
 
 
 @dataclass
-class _Examples:
+class Examples:
     """Questions about photos: the photo (a position in ``products``), the question type, the paraphrase (a position
     in the flat paraphrase list) and the answer (a position in the answer vocabulary, -1 when outside it)."""
 
@@ -117,8 +101,8 @@ class _Examples:
     def __len__(self) -> int:
         return int(self.photo.numel())
 
-    def take(self, index) -> _Examples:
-        return _Examples(self.photo[index], self.kind[index], self.paraphrase[index], self.answer[index])
+    def take(self, index) -> Examples:
+        return Examples(self.photo[index], self.kind[index], self.paraphrase[index], self.answer[index])
 
 
 @dataclass
@@ -168,149 +152,6 @@ class _Context:
     text_encoder: Any
 
 
-def photo_qa_benchmark(
-    data_dir: str | Path = DEFAULT_DATA,
-    *,
-    seed: int = 0,
-    holdout: float = 0.25,
-    folds: int = DEFAULT_FOLDS,
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    temperature: float = DEFAULT_TEMPERATURE,
-    steps: int = DEFAULT_STEPS,
-    gnn_epochs: int = DEFAULT_GNN_EPOCHS,
-    head_epochs: int = DEFAULT_HEAD_EPOCHS,
-    align_epochs: int | None = None,
-    seed_mixes: Sequence[float] = SEED_MIXES,
-    head_weights: Sequence[float] = HEAD_WEIGHTS,
-    progress: bool = False,
-    image_encoder=None,
-    text_encoder=None,
-) -> dict:
-    """Answer usage / season / article-type questions about unseen product photos with image+graph, image removed
-    and graph removed models, and report held-out accuracy per question type (see the module docstring).
-
-    Args:
-        data_dir (str or Path): the fashion folder (``catalogue.csv``, ``products_train.csv``, ``images/``).
-        seed (int, optional): the held-out split, the folds and the models' initialisation (default 0).
-        holdout (float, optional): share of each article type's photographed products held out (default 0.25).
-        folds (int, optional): cross-validation folds over the training photos that choose ``seed_mix``, the head
-            weight and the image-removed prior (default 4; at least 2).
-        neighbours (int, optional): seeds per match (similar photos, similar titles) of a photo (default 10).
-        temperature (float, optional): softmax temperature of the seed weights over cosine similarities (default
-            0.05).
-        steps (int, optional): GraphQA propagation steps, 1 or 2 (default 1: the attributes are one hop from a
-            product).
-        gnn_epochs (int, optional): passes over the training questions for each GraphQA (default 4).
-        head_epochs (int, optional): passes over the training photos for the image head (default 120).
-        align_epochs (int, optional): most epochs of the image-title alignment (default: ``train_align``'s).
-        seed_mixes (list of float, optional): shares of photo-matched seeds to choose from (default 1, 0.75, 0.5,
-            0.25, 0; only 1: no alignment is trained).
-        head_weights (list of float, optional): weights of the image head in image+graph to choose from (default
-            0, 0.25, 0.5, 1, 2, 4).
-        progress (bool, optional): print what runs (default False).
-        image_encoder (optional): what :func:`kgmm.nn.vision.encode_image_files` takes (default EfficientNet-Lite0).
-        text_encoder (optional): a :class:`kgmm.nn.text.TextEncoder` or an object with ``encode``,
-            ``encode_tokens``, ``dim``, ``fingerprint`` and ``path`` (default all-MiniLM-L6-v2).
-
-    Returns:
-        dict with the split (``train_photos``, ``held_out_photos``), ``question_types`` (their paraphrases), the
-        graph's make-up (``held_out_products_in_graph`` is 0), ``selection`` (the chosen settings and every
-        variant's cross-validated accuracy), ``results`` (variant -> question type -> held-out accuracy, plus
-        ``mean``), ``reference``, ``counts`` (photos, questions and answers outside the vocabulary per type),
-        ``beats_both`` (per type: image+graph above both ablations), ``paired_sign_test`` (per type and ablation:
-        held-out photos image+graph answers better and worse, and the sign test's p-value), ``target_met`` and
-        ``seconds``.
-
-    Raises:
-        ValidationError: for a missing folder or CSV, a CSV without the needed columns, bad options, or a split
-            that leaves no photo to hold out.
-        SourceError: for a missing or unreadable photo, naming it.
-    """
-    import torch
-
-    started = time.perf_counter()
-    data_dir = Path(data_dir)
-    _check_options(holdout=holdout, folds=folds, neighbours=neighbours, temperature=temperature, steps=steps,
-                   gnn_epochs=gnn_epochs, head_epochs=head_epochs, seed_mixes=seed_mixes, head_weights=head_weights)
-    products, catalogue, paths = read_fashion_folder(data_dir)
-
-    from kgmm.tasks.fusion import stratified_folds, stratified_split
-
-    labels = [row["articleType"].strip() for row in products]
-    train, held_out = stratified_split(labels, holdout, seed)
-    if not held_out:
-        raise ValidationError(f"holdout {holdout} of each article type leaves no photo to hold out in {data_dir}; "
-                              "raise holdout or add photos (each article type needs 2 or more)")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    try:
-        seconds: dict[str, float] = {}
-        clock = time.perf_counter()
-        if progress:
-            print(f"building the catalogue graph without the {len(held_out)} held-out products ...", flush=True)
-        data, titles, graph_about = _held_out_graph(catalogue, products, held_out)
-        seconds["graph"] = round(time.perf_counter() - clock, 2)
-        clock = time.perf_counter()
-        context = _build_context(data, titles, products, paths, train, image_encoder, text_encoder, progress)
-        seconds["features"] = round(time.perf_counter() - clock, 2)
-
-        clock = time.perf_counter()
-        fold_splits = [([train[i] for i in fit], [train[i] for i in val])
-                       for fit, val in stratified_folds([labels[i] for i in train], folds, seed + 1)]
-        settings = dict(neighbours=neighbours, temperature=temperature, steps=steps, gnn_epochs=gnn_epochs,
-                        head_epochs=head_epochs, align_epochs=align_epochs, seed=seed, progress=progress)
-        validation = [_run_fold(context, fit, val, seed_mixes=seed_mixes, **settings)
-                      for fit, val in fold_splits if val]
-        selection = _select(validation, seed_mixes, head_weights)
-        seconds["selection"] = round(time.perf_counter() - clock, 2)
-
-        clock = time.perf_counter()
-        if progress:
-            print(f"refitting on {len(train)} training photos and scoring {len(held_out)} held-out photos ...",
-                  flush=True)
-        final = _run_fold(context, train, held_out, seed_mixes=[selection["seed_mix"]],
-                          priors=[selection["no_image_prior"]], **settings)
-        seconds["final"] = round(time.perf_counter() - clock, 2)
-    finally:
-        torch.set_num_threads(threads)
-
-    examples = final["examples"]
-    predictions = {
-        "image+graph": _combine(final["graph"][selection["seed_mix"]], final["head"], selection["head_weight"]),
-        "image removed": final["prior"][selection["no_image_prior"]],
-        "graph removed": final["head"],
-    }
-    results = {name: _accuracy(examples, scores) for name, scores in predictions.items()}
-    correct = {name: _correct(examples, scores) for name, scores in predictions.items()}
-    paired = {kind.name: {f"vs {name}": _paired_photos(examples, t, correct["image+graph"], correct[name])
-                          for name in VARIANTS[1:]} for t, kind in enumerate(QUESTION_TYPES)}
-    reference = {REFERENCE: _accuracy(examples, final["knn"])}
-    kinds = [kind.name for kind in QUESTION_TYPES]
-    beats = {kind: results["image+graph"][kind] > max(results["image removed"][kind], results["graph removed"][kind])
-             for kind in kinds}
-    seconds["total"] = round(time.perf_counter() - started, 1)
-    return {
-        "task": "fashion photo QA: usage, season and article type of a product the graph does not have",
-        "data": str(data_dir), "seed": seed, "holdout": holdout, "products": len(products),
-        "train_photos": len(train), "held_out_photos": len(held_out),
-        "question_types": {kind.name: list(kind.paraphrases) for kind in QUESTION_TYPES},
-        "answer_vocabulary": {kind.name: int((context.candidate_kind == t).sum())
-                              for t, kind in enumerate(QUESTION_TYPES)},
-        "graph": graph_about,
-        "selection": selection,
-        "results": results,
-        "reference": reference,
-        "counts": _counts(examples),
-        "beats_both": beats,
-        "paired_sign_test": paired,
-        "target_met": all(beats.values()),
-        "settings": {"neighbours": neighbours, "temperature": temperature, "steps": steps, "gnn_epochs": gnn_epochs,
-                     "head_epochs": head_epochs, "align_epochs": align_epochs, "folds": folds},
-        "seconds": seconds,
-    }
-
-
-# ---- inputs ------------------------------------------------------------------------------------------------
 def read_fashion_folder(data_dir: str | Path) -> tuple[list[dict[str, str]], list[dict[str, str]], list[Path]]:
     """Read a fashion folder: the photographed products, the catalogue and each product's photo path.
 
@@ -353,29 +194,14 @@ def read_fashion_folder(data_dir: str | Path) -> tuple[list[dict[str, str]], lis
     return products, rows["catalogue.csv"], paths
 
 
-def _check_options(*, holdout: float, folds: int, neighbours: int, temperature: float, steps: int, gnn_epochs: int,
-                   head_epochs: int, seed_mixes: Sequence[float], head_weights: Sequence[float]) -> None:
-    if not 0.0 < holdout < 1.0:
-        raise ValidationError(f"holdout must be in (0, 1), got {holdout!r}")
-    if folds < 2:
-        raise ValidationError(f"folds must be >= 2 (cross-validation chooses the settings), got {folds!r}")
-    if neighbours < 1:
-        raise ValidationError(f"neighbours must be >= 1, got {neighbours!r}")
-    if temperature <= 0:
-        raise ValidationError(f"temperature must be > 0, got {temperature!r}")
-    if steps not in (1, 2):
-        raise ValidationError(f"steps must be 1 or 2, got {steps!r}")
-    if gnn_epochs < 1 or head_epochs < 1:
-        raise ValidationError(f"gnn_epochs and head_epochs must be >= 1, got {gnn_epochs!r} and {head_epochs!r}")
-    if not seed_mixes or any(not 0.0 <= share <= 1.0 for share in seed_mixes):
-        raise ValidationError(f"seed_mixes must be shares in [0, 1], got {list(seed_mixes)!r}")
-    if not head_weights or any(weight < 0 for weight in head_weights):
-        raise ValidationError(f"head_weights must be >= 0, got {list(head_weights)!r}")
-
-
-def _held_out_graph(catalogue: list[dict[str, str]], products: list[dict[str, str]], held_out: Sequence[int]):
+def held_out_graph(catalogue: list[dict[str, str]], products: list[dict[str, str]], held_out: Sequence[int]):
     """The catalogue graph without the held-out products (their rows skipped: no node, no edge); a training
     product missing from the catalogue joins it with its own row.
+
+    Args:
+        catalogue (list of dict): ``catalogue.csv`` rows.
+        products (list of dict): the photographed products (``products_train.csv`` rows).
+        held_out (list of int): positions in ``products`` of the products the graph must not have.
 
     Returns:
         ``(data, titles, about)``: the graph, product node -> title, and its make-up.
@@ -395,10 +221,24 @@ def _held_out_graph(catalogue: list[dict[str, str]], products: list[dict[str, st
     return data, titles, about
 
 
-def _build_context(data, titles: dict[int, str], products: list[dict[str, str]], paths: list[Path],
-                   train: Sequence[int], image_encoder, text_encoder, progress: bool) -> _Context:
+def build_context(data, titles: dict[int, str], products: list[dict[str, str]], paths: list[Path],
+                  train: Sequence[int], image_encoder, text_encoder, progress: bool) -> _Context:
     """Encode the photos, the paraphrases and the graph products' titles; find each photo's answer nodes and the
-    answer vocabulary (the entities answering some training question)."""
+    answer vocabulary (the entities answering some training question).
+
+    Args:
+        data (Data): the catalogue graph (:func:`held_out_graph`).
+        titles (dict): product node -> title.
+        products (list of dict): the photographed products.
+        paths (list of Path): the photo of each product.
+        train (list of int): positions in ``products`` of the training photos.
+        image_encoder: what :func:`kgmm.nn.vision.encode_image_files` takes (None: EfficientNet-Lite0).
+        text_encoder: a :class:`kgmm.nn.text.TextEncoder` or a stand-in (None: all-MiniLM-L6-v2).
+        progress (bool): print what runs.
+
+    Returns:
+        the context every fold shares.
+    """
     import torch
 
     from kgmm.nn.vision import encode_image_files
@@ -451,7 +291,7 @@ def _build_context(data, titles: dict[int, str], products: list[dict[str, str]],
         image_encoder=image_encoder, text_encoder=text_encoder)
 
 
-def _examples(context: _Context, photos: Sequence[int], rng: random.Random | None = None) -> _Examples:
+def _examples(context: _Context, photos: Sequence[int], rng: random.Random | None = None) -> Examples:
     """Questions about ``photos``: every paraphrase of every question type the photo has an answer to (the answer
     may be outside the vocabulary: -1), or with ``rng`` one drawn paraphrase each, answers inside it only."""
     import torch
@@ -466,10 +306,9 @@ def _examples(context: _Context, photos: Sequence[int], rng: random.Random | Non
             chosen = [rng.randrange(len(kind.paraphrases))] if rng is not None else range(len(kind.paraphrases))
             rows += [(photo, t, first + offset, answer) for offset in chosen]
     columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
-    return _Examples(*(torch.tensor(column, dtype=torch.long) for column in columns))
+    return Examples(*(torch.tensor(column, dtype=torch.long) for column in columns))
 
 
-# ---- image -> graph ----------------------------------------------------------------------------------------
 def nearest(queries, references, k: int, temperature: float, exclude=None):
     """The ``k`` references most similar to each query (cosine of L2-normalised rows) and softmax weights.
 
@@ -579,7 +418,6 @@ def propagation_graph(data, seed_nodes, steps: int, num_relations: int):
     return RelationGraph(data.edge_index[:, keep], data.edge_type[keep], int(data.num_nodes), num_relations)
 
 
-# ---- the three models --------------------------------------------------------------------------------------
 def _reasoner(context: _Context, steps: int, seed: int):
     import torch
 
@@ -625,7 +463,7 @@ def _train_graph_model(context: _Context, graph, seeds: _Seeds, fit: Sequence[in
     return model.eval()
 
 
-def _graph_scores(context: _Context, model, graph, seeds: _Seeds, examples: _Examples):
+def _graph_scores(context: _Context, model, graph, seeds: _Seeds, examples: Examples):
     """``[E, V]`` GraphQA scores of the answer vocabulary for each question."""
     import torch
 
@@ -649,7 +487,7 @@ def _prior_nodes(context: _Context, prior: str, fit: Sequence[int]):
     return nodes[nodes >= 0]
 
 
-def _prior_scores(context: _Context, prior: str, fit: Sequence[int], examples: _Examples, *, steps: int, seed: int):
+def _prior_scores(context: _Context, prior: str, fit: Sequence[int], examples: Examples, *, steps: int, seed: int):
     """The image-removed model: GraphQA trained and asked with seeds spread uniformly over the ``prior`` products.
 
     Every photo has the same seeds, so training runs on the distinct paraphrases against the ``fit`` photos'
@@ -714,12 +552,12 @@ def _train_head(context: _Context, fit: Sequence[int], *, epochs: int, seed: int
     return head.eval()
 
 
-def _head_inputs(context: _Context, examples: _Examples) -> dict:
+def _head_inputs(context: _Context, examples: Examples) -> dict:
     return {"question": context.question_vectors[examples.paraphrase],
             "image": context.images[examples.photo] * IMAGE_SCALE}
 
 
-def _head_scores(context: _Context, head, examples: _Examples):
+def _head_scores(context: _Context, head, examples: Examples):
     """``[E, V]`` log-probabilities of the answer vocabulary for each question."""
     import torch
 
@@ -727,17 +565,46 @@ def _head_scores(context: _Context, head, examples: _Examples):
         return head(_head_inputs(context, examples)).logits.log_softmax(dim=-1)
 
 
-def _combine(graph_scores, head_log_probs, head_weight: float):
-    """image+graph: the log of the graph's answer scores plus ``head_weight`` times the image head's."""
+def combine(graph_scores, head_log_probs, head_weight: float):
+    """image+graph: the log of the graph's answer scores plus ``head_weight`` times the image head's.
+
+    Args:
+        graph_scores (Tensor): ``[E, V]`` GraphQA scores of the answer vocabulary.
+        head_log_probs (Tensor): ``[E, V]`` log-probabilities of the image head.
+        head_weight (float): weight of the image head (0 leaves the graph alone).
+
+    Returns:
+        Tensor: ``[E, V]`` combined scores.
+    """
     return (graph_scores + SCORE_FLOOR).log() + head_weight * head_log_probs
 
 
-# ---- one split: train on some photos, score others ---------------------------------------------------------
-def _run_fold(context: _Context, fit: Sequence[int], scored: Sequence[int], *, seed_mixes: Sequence[float],
-              priors: Sequence[str] = PRIORS, neighbours: int, temperature: float, steps: int, gnn_epochs: int,
-              head_epochs: int, align_epochs: int | None, seed: int, progress: bool) -> dict:
+def run_fold(context: _Context, fit: Sequence[int], scored: Sequence[int], *, seed_mixes: Sequence[float],
+             priors: Sequence[str] = PRIORS, neighbours: int, temperature: float, steps: int, gnn_epochs: int,
+             head_epochs: int, align_epochs: int | None, seed: int, progress: bool) -> dict:
     """Train every model on the ``fit`` photos and score the questions about the ``scored`` photos, whose products
-    may seed nothing (as the held-out ones, which the graph lacks)."""
+    may seed nothing (as the held-out ones, which the graph lacks).
+
+    Args:
+        context: what :func:`build_context` returns.
+        fit (list of int): the photos to train on.
+        scored (list of int): the photos whose questions are scored.
+        seed_mixes (list of float): shares of photo-matched seeds to score with (the rest from similar titles).
+        priors (list of str, optional): seeds of the image-removed model to score with (default both
+            :data:`PRIORS`).
+        neighbours (int): seeds per match of a photo.
+        temperature (float): softmax temperature of the seed weights.
+        steps (int): GraphQA propagation steps.
+        gnn_epochs (int): passes over the training questions for GraphQA.
+        head_epochs (int): passes over the training photos for the image head.
+        align_epochs (int or None): most epochs of the image-title alignment.
+        seed (int): the models' initialisation.
+        progress (bool): print what runs.
+
+    Returns:
+        dict with ``examples`` (the scored questions) and their ``[E, V]`` scores: ``graph`` (per seed mix),
+        ``prior`` (per prior), ``head`` and ``knn`` (the nearest training photos' label vote).
+    """
     import torch
 
     if progress:
@@ -766,94 +633,5 @@ def _run_fold(context: _Context, fit: Sequence[int], scored: Sequence[int], *, s
     }
 
 
-def _select(folds: Sequence[dict], seed_mixes: Sequence[float], head_weights: Sequence[float]) -> dict:
-    """Choose ``seed_mix``, ``head_weight`` and the image-removed prior by the mean over question types of the
-    accuracy pooled over the folds' validation photos (ties: the first in the given order)."""
-    import torch
-
-    examples = _Examples(*(torch.cat([getattr(fold["examples"], name) for fold in folds])
-                           for name in ("photo", "kind", "paraphrase", "answer")))
-
-    def pooled(get) -> Any:
-        return torch.cat([get(fold) for fold in folds])
-
-    grid = []
-    for share in seed_mixes:
-        for weight in head_weights:
-            scores = pooled(lambda fold, s=share, w=weight: _combine(fold["graph"][s], fold["head"], w))
-            grid.append({"seed_mix": share, "head_weight": weight, **_accuracy(examples, scores)})
-    best = max(grid, key=lambda row: row["mean"])
-    priors = list(folds[0]["prior"])
-    prior_rows = {prior: _accuracy(examples, pooled(lambda fold, p=prior: fold["prior"][p]))
-                  for prior in priors}
-    prior = max(priors, key=lambda name: prior_rows[name]["mean"])
-    kinds = [kind.name for kind in QUESTION_TYPES]
-    return {
-        "folds": len(folds), "validation_photos": int(examples.photo.unique().numel()),
-        "seed_mix": best["seed_mix"], "head_weight": best["head_weight"], "no_image_prior": prior,
-        "validation": {
-            "image+graph": {key: best[key] for key in [*kinds, "mean"]},
-            "image removed": prior_rows[prior],
-            "graph removed": _accuracy(examples, pooled(lambda fold: fold["head"])),
-            REFERENCE: _accuracy(examples, pooled(lambda fold: fold["knn"])),
-        },
-        "grid": grid,
-        "priors": prior_rows,
-    }
-
-
-def _correct(examples: _Examples, scores):
-    """``[E]`` bool: whether the top answer of each question's ``[E, V]`` scores is its answer."""
-    return (scores.argmax(dim=1) == examples.answer) & (examples.answer >= 0)
-
-
-def _accuracy(examples: _Examples, scores) -> dict:
-    """Top-1 accuracy per question type (and their ``mean``) of ``[E, V]`` answer-vocabulary scores."""
-    correct = _correct(examples, scores)
-    result = {}
-    for t, kind in enumerate(QUESTION_TYPES):
-        chosen = examples.kind == t
-        result[kind.name] = round(float(correct[chosen].float().mean()), 4) if bool(chosen.any()) else 0.0
-    result["mean"] = round(sum(result.values()) / len(QUESTION_TYPES), 4)
-    return result
-
-
-def sign_test(better: int, worse: int) -> float:
-    """Two-sided exact sign test: the chance of a split at least this uneven between ``better`` and ``worse`` if
-    either were equally likely (ties left out)."""
-    import math
-
-    count = better + worse
-    if count == 0:
-        return 1.0
-    tail = sum(math.comb(count, i) for i in range(min(better, worse) + 1)) / 2**count
-    return float(f"{min(1.0, 2 * tail):.3g}")
-
-
-def _paired_photos(examples: _Examples, kind: int, correct_a, correct_b) -> dict:
-    """Photos where model a answers more of the paraphrases of question type ``kind`` right than model b
-    (``better``), fewer (``worse``), and the sign test's p-value: photos, not paraphrases, are the independent
-    units."""
-    import torch
-
-    chosen = examples.kind == kind
-    photos, position = examples.photo[chosen].unique(return_inverse=True)
-    difference = torch.zeros(photos.numel()).index_add_(0, position,
-                                                        correct_a[chosen].float() - correct_b[chosen].float())
-    better, worse = int((difference > 0).sum()), int((difference < 0).sum())
-    return {"better": better, "worse": worse, "p_value": sign_test(better, worse)}
-
-
-def _counts(examples: _Examples) -> dict:
-    """Per question type: photos asked about, questions, and photos whose answer is outside the vocabulary."""
-    counts = {}
-    for t, kind in enumerate(QUESTION_TYPES):
-        chosen = examples.kind == t
-        counts[kind.name] = {"photos": int(examples.photo[chosen].unique().numel()), "questions": int(chosen.sum()),
-                             "answer_outside_vocabulary": int(examples.photo[chosen & (examples.answer < 0)]
-                                                              .unique().numel())}
-    return counts
-
-
-__all__ = ["QUESTION_TYPES", "QuestionType", "nearest", "photo_qa_benchmark", "photo_seeds", "propagation_graph",
-           "read_fashion_folder", "sign_test", "title_seeds"]
+__all__ = ["PRIORS", "QUESTION_TYPES", "Examples", "QuestionType", "build_context", "combine", "held_out_graph",
+           "nearest", "photo_seeds", "propagation_graph", "read_fashion_folder", "run_fold", "title_seeds"]

@@ -14,10 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
+import kgmm.bench.photo_qa as benchmark
 import kgmm.tasks.fusion as catalogue
 import kgmm.tasks.photo_qa as photo_qa
+from kgmm.bench.photo_qa import VARIANTS, photo_qa_benchmark, sign_test
 from kgmm.errors import SourceError, ValidationError
-from kgmm.tasks.photo_qa import QUESTION_TYPES, VARIANTS, nearest, photo_qa_benchmark, propagation_graph, sign_test
+from kgmm.tasks.photo_qa import QUESTION_TYPES, nearest, propagation_graph
 
 COLUMNS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year", "usage",
            "productDisplayName"]
@@ -139,9 +141,9 @@ def test_photo_qa_benchmark_reports_every_variant_per_question_type(fashion_dir)
     assert result["graph"]["catalogue_rows_skipped"] == HELD_OUT
     assert result["graph"]["products"] == 3 * 12 + 3 * PHOTOGRAPHED_PER_KIND - HELD_OUT
     selection = result["selection"]
-    assert selection["seed_mix"] == 1.0 and selection["head_weight"] in photo_qa.HEAD_WEIGHTS
+    assert selection["seed_mix"] == 1.0 and selection["head_weight"] in benchmark.HEAD_WEIGHTS
     assert selection["no_image_prior"] in photo_qa.PRIORS
-    assert list(selection["validation"]) == [*VARIANTS, photo_qa.REFERENCE]
+    assert list(selection["validation"]) == [*VARIANTS, benchmark.REFERENCE]
     assert selection["validation_photos"] == result["train_photos"]
     assert set(result["beats_both"]) == set(KIND_NAMES)
     assert result["target_met"] == all(result["beats_both"].values())
@@ -169,7 +171,7 @@ def test_held_out_products_never_reach_the_graph_or_any_training(fashion_dir, mo
     products = catalogue.read_products(fashion_dir / "products_train.csv")
     held_positions = {i for i, row in enumerate(products) if row["id"] in held}
     graphs, folds, seeded = [], [], []
-    build, run_fold = catalogue.catalogue_graph, photo_qa._run_fold
+    build, run_fold = catalogue.catalogue_graph, benchmark.run_fold
     by_photo, by_title = photo_qa.photo_seeds, photo_qa.title_seeds
 
     def spy_graph(catalogue, query_products):
@@ -195,7 +197,7 @@ def test_held_out_products_never_reach_the_graph_or_any_training(fashion_dir, mo
         return seeds
 
     monkeypatch.setattr(catalogue, "catalogue_graph", spy_graph)
-    monkeypatch.setattr(photo_qa, "_run_fold", spy_fold)
+    monkeypatch.setattr(benchmark, "run_fold", spy_fold)
     monkeypatch.setattr(photo_qa, "photo_seeds", spy_photo_seeds)
     monkeypatch.setattr(photo_qa, "title_seeds", spy_title_seeds)
     run(fashion_dir, seed_mixes=(1.0, 0.0))
@@ -316,11 +318,11 @@ def test_bench_photo_qa_cli_prints_json_and_a_table(monkeypatch):
     def fake_benchmark(data, *, seed, progress):
         calls.append((data, seed, progress))
         return {"held_out_photos": 6, "question_types": {name: ["?"] for name in KIND_NAMES},
-                "results": dict.fromkeys(VARIANTS, row), "reference": {photo_qa.REFERENCE: row},
+                "results": dict.fromkeys(VARIANTS, row), "reference": {benchmark.REFERENCE: row},
                 "selection": {"folds": 2, "seed_mix": 1.0, "head_weight": 0.5, "no_image_prior": "photographed"},
                 "beats_both": dict.fromkeys(KIND_NAMES, False), "seconds": {"total": 1.0}}
 
-    monkeypatch.setattr(photo_qa, "photo_qa_benchmark", fake_benchmark)
+    monkeypatch.setattr(benchmark, "photo_qa_benchmark", fake_benchmark)
     app = typer.Typer()
     bench = typer.Typer()
     register(bench)
