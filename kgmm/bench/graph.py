@@ -115,12 +115,7 @@ def bench_retrieval(
         if node_features is not None:
             retriever.set_node_features(node_features)
 
-        generator = torch.Generator().manual_seed(seed)
-        heads = torch.unique(data.edge_index[0])
-        pools = {
-            "all": torch.randint(0, int(data.num_nodes), (repeats,), generator=generator),
-            "heads": heads[torch.randint(0, heads.numel(), (repeats,), generator=generator)],
-        }
+        pools = _seed_pools(data, repeats, seed)
         for seed_index in pools["all"][:20].tolist():  # warm-up: first calls allocate
             retriever.retrieve([seed_index], hops=hops, max_nodes=nodes)
         result: dict = {
@@ -140,6 +135,19 @@ def bench_retrieval(
         return result
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _seed_pools(data, repeats: int, seed: int) -> dict:
+    """``repeats`` seed entities drawn with ``seed`` from each pool: ``all`` (any entity) and ``heads`` (entities
+    that head a relation, MetaQA's films)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    heads = torch.unique(data.edge_index[0])
+    return {
+        "all": torch.randint(0, int(data.num_nodes), (repeats,), generator=generator),
+        "heads": heads[torch.randint(0, heads.numel(), (repeats,), generator=generator)],
+    }
 
 
 def _time_retrievals(retriever, seeds: list[int], *, hops: int, nodes: int, queries=None) -> dict:

@@ -72,18 +72,8 @@ def bench_store(
     Raises:
         KgmmError: when the location is not empty, neo4j-graphrag is missing, or a load fails.
     """
-    import importlib.util
-    import random
-
     triples = Path(triples)
-    if not triples.is_file():
-        raise KgmmError(f"no triples file at {triples}; pass --triples FILE (head|relation|tail per line)")
-    if compare_graphrag:
-        text = "" if location is None else str(location).strip().lower()
-        if text not in TEMPORARY_SERVER_NAMES and not text.startswith(_BOLT_SCHEMES):
-            raise KgmmError("--compare-graphrag needs a Bolt store: pass --store arcadedb or a bolt:// URI")
-        if importlib.util.find_spec("neo4j_graphrag") is None:
-            raise KgmmError(_GRAPHRAG_INSTALL)
+    _check_inputs(location, triples, compare_graphrag)
     target = _StoreTarget.open(location, user=user, password=password, database=database, batch_size=batch_size,
                                graphrag=compare_graphrag)
     try:
@@ -95,10 +85,8 @@ def bench_store(
         first, read = _timed_load(target.store, triples)
         report["triples"] = len(read.relations)
         report["first_load"] = first
-        names = {entity.id: entity.name for entity in read.entities}
-        heads = list(dict.fromkeys(relation.head for relation in read.relations))  # MetaQA: the movies
-        chosen = [(entity_id, names[entity_id]) for entity_id in random.Random(seed).sample(heads, min(movies, len(heads)))]
-        del read, names, heads  # so the second load's collection walks only its own objects
+        chosen = _pick_movies(read, movies, seed)
+        del read  # so the second load's collection walks only its own objects
         second, _ = _timed_load(target.store, triples)
         stats = target.store.stats()
         second["relations_after"] = stats.relations
@@ -111,6 +99,30 @@ def bench_store(
         return report
     finally:
         target.close()
+
+
+def _check_inputs(location: str | Path | None, triples: Path, compare_graphrag: bool) -> None:
+    """Raise :class:`KgmmError` for a missing triples file, or a graphrag comparison without a Bolt store or
+    without neo4j-graphrag."""
+    import importlib.util
+
+    if not triples.is_file():
+        raise KgmmError(f"no triples file at {triples}; pass --triples FILE (head|relation|tail per line)")
+    if compare_graphrag:
+        text = "" if location is None else str(location).strip().lower()
+        if text not in TEMPORARY_SERVER_NAMES and not text.startswith(_BOLT_SCHEMES):
+            raise KgmmError("--compare-graphrag needs a Bolt store: pass --store arcadedb or a bolt:// URI")
+        if importlib.util.find_spec("neo4j_graphrag") is None:
+            raise KgmmError(_GRAPHRAG_INSTALL)
+
+
+def _pick_movies(read, movies: int, seed: int) -> list[tuple[str, str]]:
+    """``(id, name)`` of ``movies`` heads of the loaded triples (MetaQA: the movies), drawn with ``seed``."""
+    import random
+
+    names = {entity.id: entity.name for entity in read.entities}
+    heads = list(dict.fromkeys(relation.head for relation in read.relations))
+    return [(entity_id, names[entity_id]) for entity_id in random.Random(seed).sample(heads, min(movies, len(heads)))]
 
 
 def _warm_up_kgmm(target: _StoreTarget, triples: Path) -> None:
