@@ -35,8 +35,10 @@ from kgmm.schema import (
     normalize_name,
 )
 from kgmm.store import records
+from kgmm.store.queries import portable
 
 MAX_HOPS = 4
+PAGE_SIZE = 10_000  # rows a paged read fetches at a time
 
 
 @dataclass(frozen=True)
@@ -340,7 +342,19 @@ class GraphStore(ABC):
     def _iter_relations(self) -> Iterator[Relation]: ...
 
     @abstractmethod
-    def _iter_sources(self) -> Iterator[Source]: ...
+    def _rows(self, query: str, parameters: dict[str, Any], *, action: str = "read") -> list[dict[str, Any]]:
+        """Run one read query; return its rows as dicts (``action`` names it in an error)."""
+
+    def _keyset_pages(self, query: str, key: str, *, action: str) -> Iterator[list[dict[str, Any]]]:
+        """Yield the pages of a keyset-paged ``query`` (``$after``, ``$limit``; rows ordered by ``key``)."""
+        after = ""
+        while page := self._rows(query, {"after": after, "limit": PAGE_SIZE}, action=action):
+            yield page
+            after = page[-1][key]
+
+    def _iter_sources(self) -> Iterator[Source]:
+        for page in self._keyset_pages(portable.source_page(), "source_id", action="read sources"):
+            yield from (records.source_from_row(row) for row in page)
 
     @abstractmethod
     def _iter_mentions(self) -> Iterator[Mention]: ...

@@ -39,7 +39,7 @@ from kgmm.schema import (
     normalize_name,
 )
 from kgmm.store import records
-from kgmm.store.base import GraphStore, Retraction
+from kgmm.store.base import PAGE_SIZE, GraphStore, Retraction
 from kgmm.store.queries import ladybug as queries
 from kgmm.utils import paused_gc
 
@@ -47,7 +47,6 @@ DATABASE_FILE = "graph.lbdb"
 # LadybugDB reserves 8 TiB of address space per database by default: only ~15 fit in one process.
 _MAX_DB_SIZE = 1 << 40
 _LOOKUP_CHUNK = 5_000
-_PAGE_SIZE = 10_000
 # A relationship-table scan costs ~0.4 µs a row, a primary-key query ~0.2 ms: scan below this many rows per key.
 _SCAN_ROWS_PER_LOOKUP = 500
 # From this many new rows a COPY (plus the checkpoint its commit forces) beats LOAD FROM ... CREATE.
@@ -880,8 +879,8 @@ class EmbeddedStore(GraphStore):
     def _node_ranges(self) -> Iterator[dict[str, int]]:
         """Yield [start, stop) windows over the Entity table's internal offsets, for paging without sorting."""
         last = self._rows(queries.max_entity_node(), {}, action="count entities")[0]["node"]
-        for start in range(0, -1 if last is None else int(last) + 1, _PAGE_SIZE):
-            yield {"start": start, "stop": start + _PAGE_SIZE}
+        for start in range(0, -1 if last is None else int(last) + 1, PAGE_SIZE):
+            yield {"start": start, "stop": start + PAGE_SIZE}
 
     def _iter_entities(self) -> Iterator[Entity]:
         for window in self._node_ranges():
@@ -901,15 +900,6 @@ class EmbeddedStore(GraphStore):
             rows = sorted(zip(*(page[name] for name in columns), strict=True), key=lambda row: (row[1], row[0], row[2]))
             for head, type_, tail, confidence, extractor, sources, sentences in rows:
                 yield Relation(head, type_, tail, float(confidence or 0.0), extractor or "", sources or [], sentences or [])
-
-    def _iter_sources(self) -> Iterator[Source]:
-        after = ""
-        while True:
-            page = self._rows(queries.source_page(), {"after": after, "limit": _PAGE_SIZE}, action="read sources")
-            if not page:
-                return
-            yield from (records.source_from_row(row) for row in page)
-            after = page[-1]["source_id"]
 
     def _iter_mentions(self) -> Iterator[Mention]:
         for window in self._node_ranges():

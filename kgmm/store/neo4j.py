@@ -41,7 +41,6 @@ from kgmm.utils import paused_gc
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 5_000
-_PAGE_SIZE = 10_000
 _SCHEMA_FIX = (
     "ask an administrator to run graph/schema.cypher once (cypher-shell -f graph/schema.cypher), "
     "or connect as a user who may create constraints"
@@ -240,7 +239,7 @@ class Neo4jStore(GraphStore):
         except (exceptions.Neo4jError, exceptions.DriverError) as e:
             raise self._failure(e, action) from e
 
-    def _read(self, query: str, parameters: dict[str, Any], *, action: str = "read") -> list[dict[str, Any]]:
+    def _rows(self, query: str, parameters: dict[str, Any], *, action: str = "read") -> list[dict[str, Any]]:
         return self._run(lambda tx: tx.run(query, parameters).data(), write=False, action=action)
 
     # ---- opening ----------------------------------------------------------------------------
@@ -278,7 +277,7 @@ class Neo4jStore(GraphStore):
         if not refused:
             return
         try:
-            rows = self._read(queries.show_constraints(), {}, action="list constraints")
+            rows = self._rows(queries.show_constraints(), {}, action="list constraints")
         except StoreError as e:
             raise StoreError(
                 f"could not create kgmm's constraints on {self.where} ({refused[0]}) nor list the existing ones ({e}); "
@@ -529,7 +528,7 @@ class Neo4jStore(GraphStore):
         return self._run(work, write=True, action="retract sources")
 
     def _sources_without_mentions(self) -> list[Source]:
-        return [records.source_from_row(row) for row in self._read(queries.sources_without_mentions(), {},
+        return [records.source_from_row(row) for row in self._rows(queries.sources_without_mentions(), {},
                                                                    action="read sources")]
 
     # ---- reads ------------------------------------------------------------------------------
@@ -550,13 +549,13 @@ class Neo4jStore(GraphStore):
         rows = [{"head": head, "tail": tail} for head, tail in pairs]
         return [records.relation_from_row({**row, "type": relation_type})
                 for chunk in records.chunks(rows, self.batch_size)
-                for row in self._read(query, {"rows": list(chunk)}, action="read relations")]
+                for row in self._rows(query, {"rows": list(chunk)}, action="read relations")]
 
     def _entity_rows_by_key(self, raw: str, key: str, limit: int) -> list[dict[str, Any]]:
-        return self._read(queries.entity_by_exact_key(), {"raw": raw, "key": key, "limit": limit}, action="find entities")
+        return self._rows(queries.entity_by_exact_key(), {"raw": raw, "key": key, "limit": limit}, action="find entities")
 
     def _entity_name_rows(self) -> list[dict[str, Any]]:
-        return self._read(queries.entity_names(), {}, action="read entity names")
+        return self._rows(queries.entity_names(), {}, action="read entity names")
 
     def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph:
         seeds = list(dict.fromkeys(str(entity_id) for entity_id in entity_ids))
@@ -597,7 +596,7 @@ class Neo4jStore(GraphStore):
         return self._run(work, write=False, action="read a subgraph")
 
     def _relation_types(self) -> list[str]:
-        rows = self._read(queries.relationship_types(), {}, action="list relationship types")
+        rows = self._rows(queries.relationship_types(), {}, action="list relationship types")
         return sorted(row["type"] for row in rows if row["type"] != queries.MENTIONED_IN and row["type"])
 
     def _shortest_path(self, source_id: str, target_id: str, max_hops: int) -> Subgraph | None:
@@ -607,7 +606,7 @@ class Neo4jStore(GraphStore):
         relation_types = [t for t in self._relation_types() if is_valid_label(t) and t.lower() not in queries.RESERVED_KEYS]
         if not relation_types:
             return None
-        rows = self._read(queries.shortest_path(relation_types, max_hops),
+        rows = self._rows(queries.shortest_path(relation_types, max_hops),
                           {"source_id": source_id, "target_id": target_id}, action="find a path")
         if not rows:
             return None
@@ -618,7 +617,7 @@ class Neo4jStore(GraphStore):
         )
 
     def _mentions(self, entity_id: str, limit: int) -> list[tuple[Mention, Source]]:
-        rows = self._read(queries.mentions_of_entity(), {"entity_id": entity_id, "limit": limit}, action="read mentions")
+        rows = self._rows(queries.mentions_of_entity(), {"entity_id": entity_id, "limit": limit}, action="read mentions")
         return [(records.mention_from_row(entity_id, row), records.source_from_row(row)) for row in rows]
 
     def _stats(self) -> GraphStats:
@@ -672,13 +671,7 @@ class Neo4jStore(GraphStore):
         )
 
     def _entity_pages(self) -> Iterator[list[dict[str, Any]]]:
-        after = ""
-        while True:
-            page = self._read(queries.entity_page(), {"after": after, "limit": _PAGE_SIZE}, action="read entities")
-            if not page:
-                return
-            yield page
-            after = page[-1]["id"]
+        return self._keyset_pages(queries.entity_page(), "id", action="read entities")
 
     def _iter_entities(self) -> Iterator[Entity]:
         for page in self._entity_pages():
@@ -687,20 +680,11 @@ class Neo4jStore(GraphStore):
     def _iter_relations(self) -> Iterator[Relation]:
         for page in self._entity_pages():
             ids = [row["id"] for row in page]
-            rows = self._read(queries.relations_of_heads(), {"ids": ids}, action="read relations")
+            rows = self._rows(queries.relations_of_heads(), {"ids": ids}, action="read relations")
             yield from sorted((records.relation_from_row(row) for row in rows), key=lambda r: (r.type, r.head, r.tail))
-
-    def _iter_sources(self) -> Iterator[Source]:
-        after = ""
-        while True:
-            page = self._read(queries.source_page(), {"after": after, "limit": _PAGE_SIZE}, action="read sources")
-            if not page:
-                return
-            yield from (records.source_from_row(row) for row in page)
-            after = page[-1]["source_id"]
 
     def _iter_mentions(self) -> Iterator[Mention]:
         for page in self._entity_pages():
-            rows = self._read(queries.mentions_of_entities(), {"ids": [row["id"] for row in page]}, action="read mentions")
+            rows = self._rows(queries.mentions_of_entities(), {"ids": [row["id"] for row in page]}, action="read mentions")
             rows.sort(key=lambda row: (row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
             yield from (records.mention_from_row(row["entity_id"], row) for row in rows)

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from tiny_graph import DIABETES, DOC_A, DOC_B, INSULIN, METFORMIN, THIRST, tiny_entities, tiny_relations, write_batch
+from tiny_graph import (
+    DIABETES,
+    DOC_A,
+    DOC_B,
+    IMAGE,
+    INSULIN,
+    METFORMIN,
+    THIRST,
+    tiny_entities,
+    tiny_relations,
+    write_batch,
+)
 
 from kgmm.errors import StoreError, ValidationError
 from kgmm.schema import PROVENANCE_RETRIEVED, Mention, Relation, Source
@@ -164,9 +175,13 @@ def test_cypher_error_names_the_store_and_the_database_message(graph):
 
 
 def test_iter_pages_through_everything(graph, monkeypatch):
-    monkeypatch.setattr(embedded_module, "_PAGE_SIZE", 2)
+    import kgmm.store.base
+
+    monkeypatch.setattr(embedded_module, "PAGE_SIZE", 2)  # node-offset windows
+    monkeypatch.setattr(kgmm.store.base, "PAGE_SIZE", 1)  # keyset pages (sources)
     assert sorted(e.id for e in graph.iter_entities()) == sorted(e.id for e in tiny_entities())
     assert sorted(r.key for r in graph.iter_relations()) == sorted(r.key for r in tiny_relations())
+    assert sorted(s.id for s in graph.iter_sources()) == sorted([DOC_A.id, DOC_B.id, IMAGE.id])
 
 
 def test_queries_validate_labels_before_building_text():

@@ -12,16 +12,30 @@ from dataclasses import dataclass
 
 from kgmm.errors import ValidationError
 from kgmm.schema import PROVENANCE_EXTRACTED, is_valid_label
+from kgmm.store.queries.portable import (  # noqa: F401  (re-exported: the shared queries of both dialects)
+    ENTITY,
+    ENTITY_FIELDS,
+    MENTIONED_IN,
+    SOURCE,
+    SOURCE_COLUMNS,
+    SOURCE_FIELDS,
+    complete_source_ids,
+    count_entities_by_type,
+    count_mentions,
+    count_sources_by_kind,
+    entities_by_id,
+    entity_names,
+    existing_entity_ids,
+    existing_source_ids,
+    mention_keys_of_sources,
+    source_page,
+    sources_by_id,
+    sources_without_mentions,
+)
 
-ENTITY = "Entity"
-SOURCE = "Source"
-MENTIONED_IN = "MENTIONED_IN"
 # LadybugDB table names are case-insensitive, so a relation type may not reuse these in any case.
 RESERVED_TABLES = frozenset(name.lower() for name in (ENTITY, SOURCE, MENTIONED_IN))
 
-SOURCE_COLUMNS = (
-    "id", "kind", "text", "origin", "title", "image_path", "subject", "subject_type", "attributes", "metadata",
-)
 # MENTIONED_IN columns added after the first release (name, type, default): stores written before lack them.
 MENTION_PROVENANCE_COLUMNS = (
     ("provenance", "STRING", f"'{PROVENANCE_EXTRACTED}'"),
@@ -46,8 +60,6 @@ _SCHEMA = (
     + ", ".join(f"{name} {kind} DEFAULT {default}" for name, kind, default in MENTION_PROVENANCE_COLUMNS) + ")",
 )
 
-_ENTITY_FIELDS = "e.id AS id, e.name AS name, e.type AS type, e.domain AS domain, e.aliases AS aliases, e.ontology_ids AS ontology_ids"
-_SOURCE_FIELDS = ", ".join(f"s.{column} AS source_{column}" for column in SOURCE_COLUMNS)
 _RELATION_FIELDS = (
     "a.id AS head, label(r) AS type, b.id AS tail, r.confidence AS confidence, r.extractor AS extractor, "
     "r.sources AS sources, r.sentences AS sentences"
@@ -256,14 +268,6 @@ def source_domains() -> str:
     return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL RETURN s.id AS id, s.domain AS domain"
 
 
-def sources_without_mentions() -> str:
-    """Return the stored (complete) sources that no entity is mentioned in, with their content."""
-    return (
-        f"MATCH (s:{SOURCE}) WHERE s.kind IS NOT NULL AND NOT EXISTS {{ MATCH (:{ENTITY})-[:{MENTIONED_IN}]->(s) }} "
-        f"RETURN {_SOURCE_FIELDS} ORDER BY s.id"
-    )
-
-
 def update_entity_lists() -> str:
     """Set the merged alias and ontology-id lists of existing entities from the Arrow table ``$rows``
     (columns: id, aliases, ontology_ids, alias_keys)."""
@@ -292,44 +296,11 @@ def update_relation(relation_type: str) -> str:
 
 
 # ---- key lookups (UNWIND + primary key is an index lookup; `IN $list` scans) ---------------------
-def existing_entity_ids() -> str:
-    """Return the ids among ``$ids`` that are stored entities."""
-    return f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}}) RETURN e.id AS id"
-
-
-def existing_source_ids() -> str:
-    """Return the ids among ``$ids`` that are stored sources, complete or placeholder."""
-    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) RETURN s.id AS id"
-
-
-def complete_source_ids() -> str:
-    """Return the ids among ``$ids`` that are stored sources with their content (not placeholders)."""
-    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL RETURN s.id AS id"
-
-
-def entities_by_id() -> str:
-    """Return the stored entities whose ids are in ``$ids``, with their lists."""
-    return f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}}) RETURN {_ENTITY_FIELDS}"
-
-
-def sources_by_id() -> str:
-    """Return the complete stored sources whose ids are in ``$ids``."""
-    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL RETURN {_SOURCE_FIELDS}"
-
-
 def mention_keys_of_source() -> str:
     """Return the (entity, start, end) keys of the mentions stored for source ``$source_id``."""
     return (
         f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE} {{id: $source_id}}) "
         "RETURN e.id AS entity_id, m.start_char AS start_char, m.end_char AS end_char"
-    )
-
-
-def mention_keys_of_sources() -> str:
-    """Like :func:`mention_keys_of_source` for every source id in ``$ids`` (one scan of MENTIONED_IN)."""
-    return (
-        f"UNWIND $ids AS key MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE} {{id: key}}) "
-        "RETURN e.id AS entity_id, s.id AS source_id, m.start_char AS start_char, m.end_char AS end_char"
     )
 
 
@@ -371,7 +342,7 @@ def count_entities_in_rows() -> str:
 
 def entities_in_rows() -> str:
     """Return the stored entities among the ids of the Arrow table ``$rows`` (column: id), with their lists."""
-    return f"LOAD FROM $rows MATCH (e:{ENTITY} {{id: `id`}}) RETURN {_ENTITY_FIELDS}"
+    return f"LOAD FROM $rows MATCH (e:{ENTITY} {{id: `id`}}) RETURN {ENTITY_FIELDS}"
 
 
 def count_relations_of_type(relation_type: str) -> str:
@@ -402,13 +373,8 @@ def entity_by_exact_key() -> str:
     """Return entities whose id is ``$raw`` or whose normalised name or alias is ``$key``."""
     return (
         f"MATCH (e:{ENTITY}) WHERE e.id = $raw OR e.name_key = $key OR list_contains(e.alias_keys, $key) "
-        f"RETURN {_ENTITY_FIELDS} ORDER BY e.id LIMIT $limit"
+        f"RETURN {ENTITY_FIELDS} ORDER BY e.id LIMIT $limit"
     )
-
-
-def entity_names() -> str:
-    """Return every entity's id, name and aliases (to build the fuzzy lookup index)."""
-    return f"MATCH (e:{ENTITY}) RETURN e.id AS id, e.name AS name, e.aliases AS aliases"
 
 
 def entity_nodes() -> str:
@@ -462,21 +428,9 @@ def mentions_of_entity(*, provenance: bool = True) -> str:
     return (
         f"MATCH (e:{ENTITY} {{id: $entity_id}})-[m:{MENTIONED_IN}]->(s:{SOURCE}) WHERE s.kind IS NOT NULL "
         "RETURN m.start_char AS start_char, m.end_char AS end_char, m.text AS text, m.sentence AS sentence, "
-        f"m.negated AS negated, m.uncertain AS uncertain{_mention_provenance_fields(provenance)}, {_SOURCE_FIELDS} "
+        f"m.negated AS negated, m.uncertain AS uncertain{_mention_provenance_fields(provenance)}, {SOURCE_FIELDS} "
         "ORDER BY s.id, m.start_char, m.end_char LIMIT $limit"
     )
-
-
-def count_entities_by_type() -> str:
-    return f"MATCH (e:{ENTITY}) RETURN e.type AS type, count(*) AS n"
-
-
-def count_sources_by_kind() -> str:
-    return f"MATCH (s:{SOURCE}) WHERE s.kind IS NOT NULL RETURN s.kind AS kind, count(*) AS n"
-
-
-def count_mentions() -> str:
-    return f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) RETURN count(*) AS n"
 
 
 def count_mentions_by_provenance() -> str:
@@ -493,7 +447,7 @@ def entity_range() -> str:
     """Return the entities whose internal offsets are in [``$start``, ``$stop``) (paging in storage order)."""
     return (
         f"MATCH (e:{ENTITY}) WHERE offset(id(e)) >= $start AND offset(id(e)) < $stop "
-        f"RETURN {_ENTITY_FIELDS} ORDER BY offset(id(e))"
+        f"RETURN {ENTITY_FIELDS} ORDER BY offset(id(e))"
     )
 
 
@@ -502,14 +456,6 @@ def relation_range() -> str:
     return (
         f"MATCH (a:{ENTITY})-[r]->(b:{ENTITY}) WHERE offset(id(a)) >= $start AND offset(id(a)) < $stop "
         f"RETURN {_RELATION_FIELDS}"
-    )
-
-
-def source_page() -> str:
-    """Return up to ``$limit`` complete sources with ids after ``$after``, in id order."""
-    return (
-        f"MATCH (s:{SOURCE}) WHERE s.id > $after AND s.kind IS NOT NULL "
-        f"RETURN {_SOURCE_FIELDS} ORDER BY s.id LIMIT $limit"
     )
 
 

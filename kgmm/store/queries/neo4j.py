@@ -10,22 +10,30 @@ from __future__ import annotations
 
 from kgmm.errors import ValidationError
 from kgmm.schema import PROVENANCE_EXTRACTED, is_valid_label
+from kgmm.store.queries.portable import (  # noqa: F401  (re-exported: the shared queries of both dialects)
+    ENTITY,
+    ENTITY_FIELDS,
+    MENTIONED_IN,
+    SOURCE,
+    SOURCE_COLUMNS,
+    SOURCE_FIELDS,
+    complete_source_ids,
+    count_entities_by_type,
+    count_mentions,
+    count_sources_by_kind,
+    entities_by_id,
+    entity_names,
+    existing_entity_ids,
+    existing_source_ids,
+    mention_keys_of_sources,
+    source_page,
+    sources_by_id,
+    sources_without_mentions,
+)
 
-ENTITY = "Entity"
-SOURCE = "Source"
-MENTIONED_IN = "MENTIONED_IN"
 RESERVED = frozenset((ENTITY, SOURCE, MENTIONED_IN))
 RESERVED_KEYS = frozenset(name.lower() for name in RESERVED)
 
-ENTITY_FIELDS = (
-    "e.id AS id, e.name AS name, e.type AS type, e.domain AS domain, e.aliases AS aliases, "
-    "e.ontology_ids AS ontology_ids"
-)
-SOURCE_FIELDS = (
-    "s.id AS source_id, s.kind AS source_kind, s.text AS source_text, s.origin AS source_origin, "
-    "s.title AS source_title, s.image_path AS source_image_path, s.subject AS source_subject, "
-    "s.subject_type AS source_subject_type, s.attributes AS source_attributes, s.metadata AS source_metadata"
-)
 # Mentions written before provenance existed lack both properties: they read as extracted, confidence 1.0.
 _MENTION_PROVENANCE_FIELDS = (
     f"coalesce(m.provenance, '{PROVENANCE_EXTRACTED}') AS provenance, coalesce(m.confidence, 1.0) AS confidence"
@@ -191,38 +199,10 @@ def update_relations(relation_type: str) -> str:
 
 
 # ---- key lookups ------------------------------------------------------------------------------
-def existing_entity_ids() -> str:
-    return f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}}) RETURN e.id AS id"
-
-
-def existing_source_ids() -> str:
-    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) RETURN s.id AS id"
-
-
-def complete_source_ids() -> str:
-    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL RETURN s.id AS id"
-
-
-def entities_by_id() -> str:
-    return f"UNWIND $ids AS key MATCH (e:{ENTITY} {{id: key}}) RETURN {ENTITY_FIELDS}"
-
-
-def sources_by_id() -> str:
-    return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL RETURN {SOURCE_FIELDS}"
-
-
 def source_domains() -> str:
     """Return the domain pack each stored (complete) source among ``$ids`` was extracted with."""
     return (f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL "
             "RETURN s.id AS id, coalesce(s.domain, '') AS domain")
-
-
-def sources_without_mentions() -> str:
-    """Return the stored (complete) sources that no entity is mentioned in, with their content."""
-    return (
-        f"MATCH (s:{SOURCE}) WHERE s.kind IS NOT NULL AND NOT EXISTS {{ MATCH (:{ENTITY})-[:{MENTIONED_IN}]->(s) }} "
-        f"RETURN {SOURCE_FIELDS} ORDER BY s.id"
-    )
 
 
 # ---- retraction (a source's extraction taken back, to extract it again) -------------------------
@@ -273,13 +253,6 @@ def sources_to_placeholders() -> str:
     return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) SET s = {{id: key}}"
 
 
-def mention_keys_of_sources() -> str:
-    return (
-        f"UNWIND $ids AS key MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE} {{id: key}}) "
-        "RETURN e.id AS entity_id, s.id AS source_id, m.start_char AS start_char, m.end_char AS end_char"
-    )
-
-
 # ---- reads ------------------------------------------------------------------------------------
 def entity_by_exact_key() -> str:
     """Return entities whose id is ``$raw`` or whose normalised name or alias is ``$key``."""
@@ -287,10 +260,6 @@ def entity_by_exact_key() -> str:
         f"MATCH (e:{ENTITY}) WHERE e.id = $raw OR e.name_key = $key OR $key IN e.alias_keys "
         f"RETURN {ENTITY_FIELDS} ORDER BY e.id LIMIT $limit"
     )
-
-
-def entity_names() -> str:
-    return f"MATCH (e:{ENTITY}) RETURN e.id AS id, e.name AS name, e.aliases AS aliases"
 
 
 def ranked_neighbors() -> str:
@@ -343,20 +312,8 @@ def mentions_of_entity() -> str:
     )
 
 
-def count_entities_by_type() -> str:
-    return f"MATCH (e:{ENTITY}) RETURN e.type AS type, count(*) AS n"
-
-
 def count_relations_by_type() -> str:
     return f"MATCH (a:{ENTITY})-[r]->(b:{ENTITY}) RETURN type(r) AS type, count(*) AS n"
-
-
-def count_sources_by_kind() -> str:
-    return f"MATCH (s:{SOURCE}) WHERE s.kind IS NOT NULL RETURN s.kind AS kind, count(*) AS n"
-
-
-def count_mentions() -> str:
-    return f"MATCH (e:{ENTITY})-[m:{MENTIONED_IN}]->(s:{SOURCE}) RETURN count(*) AS n"
 
 
 def count_mentions_by_provenance() -> str:
@@ -375,14 +332,6 @@ def entity_page() -> str:
 def relations_of_heads() -> str:
     """Return every relation whose head is among ``$ids``."""
     return f"UNWIND $ids AS key MATCH (a:{ENTITY} {{id: key}})-[r]->(b:{ENTITY}) RETURN {RELATION_FIELDS}"
-
-
-def source_page() -> str:
-    """Return up to ``$limit`` complete sources with ids after ``$after``, in id order."""
-    return (
-        f"MATCH (s:{SOURCE}) WHERE s.id > $after AND s.kind IS NOT NULL "
-        f"RETURN {SOURCE_FIELDS} ORDER BY s.id LIMIT $limit"
-    )
 
 
 def mentions_of_entities() -> str:
