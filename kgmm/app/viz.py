@@ -198,8 +198,6 @@ def _store_of(graph: Any):
     return graph if hasattr(graph, "iter_entities") and hasattr(graph, "mentions") else None
 
 
-# ---- Cypher in the notebook ---------------------------------------------------------------------------
-
 class CypherResult:
     """The rows of a Cypher query, shown as a table (``_repr_html_``, :meth:`table`) and as a graph (:meth:`show`:
     the entities the rows return and the relations among them)."""

@@ -336,7 +336,6 @@ class _StoreTarget:
             if self._after_close is not None:
                 self._after_close()
 
-    # ---- raw access to the engine, for the 2-hop comparison -------------------------------------
     def record_statements(self, call) -> list[tuple[str, dict]]:
         """Run ``call()`` and return the (query, parameters) of every statement the store sent."""
         recorded: list[tuple[str, dict]] = []

@@ -130,9 +130,6 @@ class _Surfaces:
         return LexiconEntry(entry_id, name, entry_type, tuple(kept), ids, authority)
 
 
-# ---------------------------------------------------------------- HPO
-
-
 _HPO_ROOT = "HP:0000118"  # Phenotypic abnormality
 _HPO_NEOPLASM = "HP:0002664"  # its neoplasms are diseases ("Colon cancer"), not symptoms
 _HPO_PAIN = "HP:0012531"  # pain is what the patient feels: a symptom, wherever ICD-10-CM files it ("Myalgia", M79.1)
@@ -318,9 +315,6 @@ def _hpo_diseases(path: Path, surfaces: _Surfaces) -> Iterator[LexiconEntry]:
             yield entry
 
 
-# ---------------------------------------------------------------- ICD-10-CM
-
-
 _ICD_EXCLUDED_CHAPTERS = set("VWXYZ")  # external causes, encounters and health-status factors
 _ICD_SUFFIX_RE = re.compile(
     r",?\s+(?:unspecified|not otherwise specified|NOS)$|,\s+(?:\w+\s+)?(?:unspecified|not specified)$|,\s+unspecified \w+$",
@@ -406,9 +400,6 @@ def icd10cm_lexicon() -> Iterator[LexiconEntry]:
         entry = surfaces.entry(f"ICD10CM:{code}", name, entry_type, synonyms, authority=authority)
         if entry is not None:
             yield entry
-
-
-# ---------------------------------------------------------------- DDXPlus
 
 
 # Spelled-out forms of DDXPlus's abbreviated condition names (and one misspelling), for matching prose.
@@ -635,9 +626,6 @@ def ddxplus_lexicon() -> Iterator[LexiconEntry]:
             yield entry
 
 
-# ---------------------------------------------------------------- curated seed list
-
-
 @register_lexicon("medical_seed")
 def medical_seed_lexicon() -> Iterator[LexiconEntry]:
     """Common drugs (generic, brand names, drug classes), anatomy and procedures from ``seed_lexicon.tsv``.
@@ -700,9 +688,6 @@ def read_seed_lexicon(path: Path = SEED_LEXICON) -> list[dict]:
 
 def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split("|") if v.strip()]
-
-
-# ---------------------------------------------------------------- fashion
 
 
 # Vocabulary columns of the fashion catalogue (entity type -> column): the product attributes the reader uses.

@@ -207,7 +207,6 @@ class Extractor:
             relation.sentences = relation.sentences[:3]
         return Extraction(source, list(state.entities.values()), state.mentions, list(state.relations.values()))
 
-    # ---- trained model -----------------------------------------------------------------------
     def _add_model_entities(self, doc, entities: list) -> list:
         """Add a trained model's entity spans to ``doc.ents``; lexicon spans (which carry ids) win overlaps.
 
@@ -251,7 +250,6 @@ class Extractor:
                 Relation(head.id, relation_type, tail.id, round(float(confidence), 3), f"model:{self.model.dataset}", [source.id], [sentence])
             )
 
-    # ---- entities --------------------------------------------------------------------------
     def _typed_entities(self, doc) -> list:
         """Keep lexicon entities and statistical ones the pack maps; add caption concepts if enabled."""
         from spacy.tokens import Span

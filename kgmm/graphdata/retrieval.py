@@ -121,7 +121,6 @@ class SubgraphRetriever:
             node_features = torch.nn.functional.normalize(node_features.float(), dim=1)
         self.node_features = node_features
 
-    # ---- the search -------------------------------------------------------------------------
     def seed_indices(self, seeds: Sequence[str | int] | Tensor) -> Tensor:
         """Return the global node indices of ``seeds`` (entity ids or node indices), without repeats."""
         import torch

@@ -31,7 +31,6 @@ class Vocabulary:
         self._index: dict[str, int] = {}
         self.extend(keys)
 
-    # ---- lookups ----------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._keys)
 
@@ -83,7 +82,6 @@ class Vocabulary:
         """A read-only live view of key -> index, for fast bulk lookups (``index_map()[key]``)."""
         return MappingProxyType(self._index)
 
-    # ---- growth -----------------------------------------------------------------------------
     def add(self, key: str) -> int:
         """Return the index of ``key``, appending it when new."""
         found = self._index.get(key)
@@ -124,7 +122,6 @@ class Vocabulary:
                     f"{what}'s vocabulary (it appends new {self.name}) or retrain"
                 )
 
-    # ---- files ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"format": FORMAT, "name": self.name, "keys": list(self._keys)}
 

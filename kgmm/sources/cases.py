@@ -157,8 +157,6 @@ def _column(header: list[str], names: tuple[str, ...], path: Path, what: str) ->
                       path=str(path))
 
 
-# ---- DDXPlus ---------------------------------------------------------------------------------------
-
 def ddxplus_id(code: str) -> str:
     """``E_91`` -> ``DDXPLUS:E_91`` (the medical lexicon's id)."""
     return code if code.startswith(DDXPLUS_PREFIX) else DDXPLUS_PREFIX + code
@@ -218,8 +216,6 @@ def _read_ddxplus(path: Path) -> Iterator[Case]:
         yield Case(f"{path.stem}:{number}", label, list(present), [], "", None, attributes, True, number)
 
 
-# ---- free-text CSV (Symptom2Disease) ---------------------------------------------------------------
-
 def _read_text_csv(path: Path) -> Iterator[Case]:
     header, rows = _csv_rows(path, "a CSV of labelled complaints")
     label_at = _column(header, _LABEL_COLUMNS, path, "label")
@@ -236,8 +232,6 @@ def _read_text_csv(path: Path) -> Iterator[Case]:
         identifier = row[id_at].strip() if id_at is not None and row[id_at].strip() else str(number)
         yield Case(f"{path.stem}:{identifier}:{number}", row[label_at].strip() or None, text=text, line=number)
 
-
-# ---- fashion ---------------------------------------------------------------------------------------
 
 def _read_fashion(path: Path, target: str, *, images: bool) -> Iterator[Case]:
     rows = list(csv.DictReader(_read_text(path, "a fashion products CSV").splitlines()))
@@ -271,8 +265,6 @@ def read_catalogue_cases(path: str | Path, target: str = "articleType") -> list[
     """The rows of a fashion ``catalogue.csv`` as text-only cases (title -> ``target``)."""
     return list(_read_fashion(Path(path), target, images=False))
 
-
-# ---- MedPix ----------------------------------------------------------------------------------------
 
 def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line, object)`` per JSON-object line, read by :func:`kgmm.sources.files.iter_json_records`; a case
@@ -325,8 +317,6 @@ def medpix_topics(path: str | Path) -> dict[str, str]:
             topics[label] = (topics.get(label, "") + " " + text).strip()[:4 * MAX_TEXT_CHARS]
     return topics
 
-
-# ---- JSONL -----------------------------------------------------------------------------------------
 
 def _read_jsonl(path: Path) -> Iterator[Case]:
     for number, record in _json_records(path):

@@ -53,9 +53,6 @@ _MEDPIX_SECTIONS = (
 )
 
 
-# ---------------------------------------------------------------- detection
-
-
 def detect_dataset(path: Path) -> str | None:
     """Return the data set whose layout ``path`` (a file or a folder) has, or ``None``."""
     if path.is_dir():
@@ -143,9 +140,6 @@ _LAYOUTS = {
     "fashion": "expected catalogue.csv and/or products_*.csv (with an image column) and an images/ folder",
     "flickr8k": "expected captions.json (a list of {image, captions}) and an images/ folder",
 }
-
-
-# ---------------------------------------------------------------- medpix
 
 
 def read_medpix_file(path: Path) -> Iterator[Item]:
@@ -254,9 +248,6 @@ def _as_list(value: str) -> str:
     return join_sentences(lines)
 
 
-# ---------------------------------------------------------------- fashion
-
-
 def fashion_attributes(row: dict[str, str]) -> dict[str, str]:
     """Return a catalogue row's attributes (entity type -> value), skipping empty and NA values."""
     attributes = {}
@@ -317,9 +308,6 @@ def read_fashion_file(path: Path) -> Iterator[Item]:
             )
         else:
             yield Source.document(name, origin, key=f"fashion-product:{product_id}", title=name, **common)
-
-
-# ---------------------------------------------------------------- flickr8k
 
 
 def read_flickr8k_file(path: Path) -> Iterator[Item]:

@@ -63,9 +63,6 @@ def read_error(path: Path, error: OSError) -> SourceError:
     return SourceError(f"cannot read it ({reason}); check that it exists and that you may read it", path=str(path))
 
 
-# ---------------------------------------------------------------- text checks
-
-
 def sniff_problem(path: Path, *, stray_nul: bool = False) -> SourceError | None:
     """Return why the start of ``path`` is not UTF-8 text (empty, binary, UTF-16), or ``None``.
 
@@ -146,9 +143,6 @@ def check_text_file(path: Path) -> SourceError | None:
     return None
 
 
-# ---------------------------------------------------------------- long texts
-
-
 def split_long_text(chunks: Iterable[str], max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator[str]:
     """Cut a stream of text into parts of at most ``max_chars``, at paragraph, sentence or word ends.
 
@@ -227,9 +221,6 @@ def read_text_file(path: Path) -> Iterator[Item]:
         yield problem
         return
     yield from document_parts(split_long_text(_text_chunks(path)), str(path), path.name)
-
-
-# ---------------------------------------------------------------- line-based records
 
 
 class LineReader:
@@ -460,9 +451,6 @@ def _raise_field_limit() -> None:
     # The default (128 KiB) rejects long text cells; documents are cut into parts later anyway.
     if csv.field_size_limit() < 2**31 - 1:
         csv.field_size_limit(2**31 - 1)
-
-
-# ---------------------------------------------------------------- columns and values
 
 
 def find_column(columns: Iterable[str], candidates: Iterable[str]) -> str | None:
@@ -737,9 +725,6 @@ def read_csv(path: Path, options: ReadOptions = ReadOptions()) -> Iterator[Item]
             fallback_title=f"{path.name}#{row}",
             options=options,
         )
-
-
-# ---------------------------------------------------------------- images
 
 
 def image_source(

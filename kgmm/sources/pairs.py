@@ -134,10 +134,6 @@ def group_hash(group: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-# ----------------------------------------------------------------------------------------------
-# Layouts
-
-
 def _read_jsonl(path: Path) -> Iterator[ImageTextPair]:
     from kgmm.sources.files import iter_json_records
 

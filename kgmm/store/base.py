@@ -92,7 +92,6 @@ class GraphStore(ABC):
     # Names and aliases of every entity, for fuzzy lookups: built on first use, dropped by writes.
     _alias_index: records.AliasIndex | None = None
 
-    # ---- writes ---------------------------------------------------------------------------
     def upsert_sources(self, sources: Sequence[Source], *, domain: str = "") -> int:
         """Insert sources not yet stored, noting the domain pack they were extracted with; return how many were new."""
         return self._upsert_sources(list(sources), str(domain or "")) if sources else 0
@@ -155,7 +154,6 @@ class GraphStore(ABC):
         """Return the stored sources that no entity is mentioned in (those whose entities were deleted, say)."""
         return self._sources_without_mentions()
 
-    # ---- reads ----------------------------------------------------------------------------
     def get_entity(self, entity_id: str) -> Entity | None:
         """Return the entity with this id, or None."""
         return self._get_entity(str(entity_id))
@@ -235,7 +233,6 @@ class GraphStore(ABC):
         """Yield every mention (provenance edge), whatever its source's state."""
         return self._iter_mentions()
 
-    # ---- export (backend independent) -----------------------------------------------------
     def to_networkx(self):
         """Return the graph as a ``networkx.MultiDiGraph`` (entities as nodes, relations as keyed edges).
 
@@ -246,7 +243,6 @@ class GraphStore(ABC):
 
         return to_networkx(self)
 
-    # ---- lifecycle ------------------------------------------------------------------------
     def release_memory(self) -> None:  # noqa: B027  (a server backend holds nothing in this process)
         """Give back memory the backend keeps between transactions; called by ingest after each committed batch."""
 
@@ -259,7 +255,6 @@ class GraphStore(ABC):
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    # ---- backend work ---------------------------------------------------------------------
     @abstractmethod
     def _upsert_sources(self, sources: list[Source], domain: str) -> int: ...
 

@@ -220,7 +220,6 @@ class EmbeddedStore(GraphStore):
         mode = ", read_only=True" if self.read_only else ""
         return f"{type(self).__name__}({self.uri!r}{mode})"
 
-    # ---- opening ----------------------------------------------------------------------------
     def _prepare_location(self) -> Path:
         path = self.path
         if path.exists() and not path.is_dir():
@@ -330,7 +329,6 @@ class EmbeddedStore(GraphStore):
         if finalizer is not None:
             finalizer()
 
-    # ---- plumbing ---------------------------------------------------------------------------
     def _execute(self, query: str, parameters: dict[str, Any], *, action: str) -> Any:
         if not self._finalizer.alive:
             raise StoreError(f"the store at {self.uri} is closed; open it again with kgmm.store.open_store")
@@ -400,7 +398,6 @@ class EmbeddedStore(GraphStore):
                     "names ignore case; use one spelling in the domain pack's schema"
                 )
 
-    # ---- writes -----------------------------------------------------------------------------
     def _insert(self, table: queries.Table, rows: list[dict[str, Any]], *, action: str) -> None:
         """Create ``rows``, whose keys are all new (see :meth:`_insert_table`)."""
         if rows:
@@ -705,7 +702,6 @@ class EmbeddedStore(GraphStore):
         return [records.source_from_row(row) for row in self._rows(queries.sources_without_mentions(), {},
                                                                    action="read sources")]
 
-    # ---- reads ------------------------------------------------------------------------------
     def _get_entity(self, entity_id: str) -> Entity | None:
         found = self._entities_by_id([entity_id])
         return found.get(entity_id)

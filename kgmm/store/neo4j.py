@@ -196,7 +196,6 @@ class Neo4jStore(GraphStore):
         if driver is not None:
             driver.close()
 
-    # ---- errors -----------------------------------------------------------------------------
     def _failure(self, error: Exception, action: str, *, has_password: bool = True) -> StoreError:
         """Return the one-sentence StoreError for a driver error, naming the URI and the fix."""
         exceptions = self._neo4j.exceptions
@@ -242,7 +241,6 @@ class Neo4jStore(GraphStore):
     def _rows(self, query: str, parameters: dict[str, Any], *, action: str = "read") -> list[dict[str, Any]]:
         return self._run(lambda tx: tx.run(query, parameters).data(), write=False, action=action)
 
-    # ---- opening ----------------------------------------------------------------------------
     def _check_server(self, *, has_password: bool) -> None:
         exceptions = self._neo4j.exceptions
         try:
@@ -298,7 +296,6 @@ class Neo4jStore(GraphStore):
             )
         log.info("kgmm: %s refused optional schema statements (%s); continuing without them", self.where, refused)
 
-    # ---- writes -----------------------------------------------------------------------------
     def _write_rows(self, tx: Any, query: str, rows: list[dict[str, Any]]) -> None:
         for chunk in records.chunks(rows, self.batch_size):
             tx.run(query, {"rows": list(chunk)}).consume()
@@ -531,7 +528,6 @@ class Neo4jStore(GraphStore):
         return [records.source_from_row(row) for row in self._rows(queries.sources_without_mentions(), {},
                                                                    action="read sources")]
 
-    # ---- reads ------------------------------------------------------------------------------
     def _entities_by_id(self, entity_ids: Sequence[str]) -> dict[str, Entity]:
         ids = list(dict.fromkeys(entity_ids))
         rows = self._run(lambda tx: self._lookup(tx, queries.entities_by_id(), ids), write=False, action="read entities")

@@ -40,7 +40,6 @@ def alias_keys(aliases: Iterable[str]) -> list[str]:
     return [key for key in dict.fromkeys(normalize_name(alias) for alias in aliases) if key]
 
 
-# ---- rows <-> records -------------------------------------------------------------------------
 def entity_from_row(row: dict[str, Any]) -> Entity:
     return Entity(
         id=row["id"],
@@ -162,7 +161,6 @@ def mention_from_row(entity_id: str, row: dict[str, Any]) -> Mention:
     )
 
 
-# ---- merging rules --------------------------------------------------------------------------
 def merge_evidence(
     sources: list[str], sentences: list[str], new_sources: Iterable[str], new_sentences: Iterable[str]
 ) -> tuple[list[str], list[str]]:
@@ -257,7 +255,6 @@ def entity_list_update(entity: Entity) -> dict[str, Any]:
             "alias_keys": alias_keys(entity.aliases)}
 
 
-# ---- lookups ----------------------------------------------------------------------------------
 def rank_exact_matches(rows: Iterable[dict[str, Any]], key: str) -> list[EntityMatch]:
     """Rank the entities an exact lookup returned: by name, then by alias, then by id."""
     ranked = []
@@ -313,7 +310,6 @@ class AliasIndex:
         return [(entity_id, min(FUZZY_CEILING, score / 100.0), surface) for entity_id, (score, surface) in chosen]
 
 
-# ---- batch columns for bulk writes (the rules above, without a Python object per row) -------------
 _RELATION_FIELDS = attrgetter("type", "head", "tail", "confidence", "extractor", "sources", "sentences")
 _ENTITY_FIELDS = attrgetter("id", "name", "type", "domain", "aliases", "ontology_ids")
 

@@ -90,7 +90,6 @@ def _check_hops(hops: int) -> int:
     return hops
 
 
-# ---- schema ---------------------------------------------------------------------------------
 def schema_statements() -> tuple[str, ...]:
     """Return the idempotent DDL that creates the node tables and MENTIONED_IN."""
     return _SCHEMA
@@ -135,7 +134,6 @@ def _mention_provenance_fields(stored: bool) -> str:
     return ", m.provenance AS provenance, m.confidence AS confidence" if stored else ""
 
 
-# ---- writes ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Table:
     """How new rows of one table are written: its columns, in COPY order, and both statements.
@@ -214,7 +212,6 @@ def complete_sources() -> str:
     return f"LOAD FROM $rows MATCH (s:{SOURCE} {{id: `id`}}) SET {assigned}"
 
 
-# ---- retraction (a source's extraction taken back, to extract it again) -------------------------
 def extracted_mentions_of_sources() -> str:
     """Return the entity id of every extracted mention in the sources ``$ids`` (one row per mention)."""
     return (
@@ -295,7 +292,6 @@ def update_relation(relation_type: str) -> str:
     )
 
 
-# ---- key lookups (UNWIND + primary key is an index lookup; `IN $list` scans) ---------------------
 def mention_keys_of_source() -> str:
     """Return the (entity, start, end) keys of the mentions stored for source ``$source_id``."""
     return (
@@ -368,7 +364,6 @@ def relation_between(relation_type: str) -> str:
     )
 
 
-# ---- reads ----------------------------------------------------------------------------------
 def entity_by_exact_key() -> str:
     """Return entities whose id is ``$raw`` or whose normalised name or alias is ``$key``."""
     return (

@@ -60,7 +60,6 @@ def label(name: str, *, kind: str = "label") -> str:
     return f"`{name}`"
 
 
-# ---- schema (idempotent; graph/schema.cypher holds the same statements) -------------------------
 SCHEMA = (
     f"CREATE CONSTRAINT kgmm_entity_id IF NOT EXISTS FOR (e:{ENTITY}) REQUIRE e.id IS UNIQUE",
     f"CREATE CONSTRAINT kgmm_source_id IF NOT EXISTS FOR (s:{SOURCE}) REQUIRE s.id IS UNIQUE",
@@ -78,7 +77,6 @@ def server_components() -> str:
     return "CALL dbms.components() YIELD name, versions, edition RETURN name, versions, edition"
 
 
-# ---- writes -----------------------------------------------------------------------------------
 # Rows travel as lists rather than maps: the driver packs no keys, about half the cost a row.
 ENTITY_ROW = ("id", "name", "type", "domain", "aliases", "ontology_ids", "name_key", "alias_keys")
 
@@ -198,14 +196,12 @@ def update_relations(relation_type: str) -> str:
     )
 
 
-# ---- key lookups ------------------------------------------------------------------------------
 def source_domains() -> str:
     """Return the domain pack each stored (complete) source among ``$ids`` was extracted with."""
     return (f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) WHERE s.kind IS NOT NULL "
             "RETURN s.id AS id, coalesce(s.domain, '') AS domain")
 
 
-# ---- retraction (a source's extraction taken back, to extract it again) -------------------------
 def delete_extracted_mentions() -> str:
     """Delete the extracted mentions in the sources ``$ids`` (retrieved links stay); one row per deleted mention,
     with its entity id. Mentions written before provenance existed count as extracted."""
@@ -253,7 +249,6 @@ def sources_to_placeholders() -> str:
     return f"UNWIND $ids AS key MATCH (s:{SOURCE} {{id: key}}) SET s = {{id: key}}"
 
 
-# ---- reads ------------------------------------------------------------------------------------
 def entity_by_exact_key() -> str:
     """Return entities whose id is ``$raw`` or whose normalised name or alias is ``$key``."""
     return (
