@@ -60,12 +60,15 @@ def vision_benchmark(
     load_s = time.perf_counter() - started
     encoder.encode(files[:2])  # warm-up: first-call allocations are not throughput
     with tempfile.TemporaryDirectory(prefix="kgmm-bench-vision-") as cache:
+        calls = getattr(encoder, "calls", 0)
         started = time.perf_counter()
         first_pass = encode_image_files(files, encoder, cache_dir=cache, batch_size=batch_size, progress=progress)
         first_s = time.perf_counter() - started
+        first_calls, calls = getattr(encoder, "calls", 0) - calls, getattr(encoder, "calls", 0)
         started = time.perf_counter()
         second_pass = encode_image_files(files, encoder, cache_dir=cache)
         cached_s = time.perf_counter() - started
+        cached_calls = getattr(encoder, "calls", 0) - calls
     if not torch.equal(first_pass, second_pass):
         raise ValidationError("cached features differ from the computed ones; delete the cache folder")
     return {
@@ -81,4 +84,6 @@ def vision_benchmark(
         "images_per_s": round(len(files) / first_s, 1),
         "cached_s": round(cached_s, 4),
         "cached_images_per_s": round(len(files) / cached_s, 1),
+        "forward_passes": first_calls,
+        "cached_forward_passes": cached_calls,  # 0: the second pass read every feature from the cache
     }
