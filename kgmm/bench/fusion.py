@@ -48,7 +48,6 @@ LEARNING_RATE = 5e-3
 DROPOUT = 0.2
 
 
-
 def _train_and_predict(strategy: str, features: dict, masks: dict, present: dict, targets, train: list[int],
                        held_out: list[int], num_classes: int, *, epochs: int, seed: int,
                        catalogue: Sequence[int] = (), catalogue_batch: int = CATALOGUE_BATCH,
@@ -124,7 +123,6 @@ def _train_and_predict(strategy: str, features: dict, masks: dict, present: dict
     return output.logits.argmax(-1).tolist(), output.modality_weights, seconds
 
 
-
 def _cross_validated(strategy: str, features: dict, masks: dict, present: dict, targets, splits, num_classes: int,
                      *, epochs: int, seed: int, catalogue: Sequence[int] = (),
                      catalogue_batch: int = CATALOGUE_BATCH) -> dict:
@@ -158,7 +156,6 @@ def _cross_validated(strategy: str, features: dict, masks: dict, present: dict, 
         mean = torch.cat(weights).mean(0)
         row["modality_weights"] = {name: round(float(w), 3) for name, w in zip(features, mean, strict=True)}
     return row
-
 
 
 def _encode_modalities(data_dir: Path, products: list[dict[str, str]], catalogue: list[dict[str, str]],
@@ -198,7 +195,6 @@ def _encode_modalities(data_dir: Path, products: list[dict[str, str]], catalogue
     present = {"image": torch.arange(len(rows)) < len(products), "title": torch.ones(len(rows), dtype=torch.bool),
                "graph": mask.any(dim=1)}
     return features, masks, present, about | {"dims": {name: int(value.size(-1)) for name, value in features.items()}}
-
 
 
 def fusion_benchmark(
@@ -250,13 +246,42 @@ def fusion_benchmark(
         ValidationError: for an unknown strategy, a bad ``holdout``, ``epochs``, ``catalogue_per_type`` or
             ``catalogue_batch``, or a folder without the files.
     """
-    import torch
+    started = time.perf_counter()
+    data_dir = Path(data_dir)
+    strategies = _check_options(data_dir, holdout=holdout, epochs=epochs, catalogue_per_type=catalogue_per_type,
+                                catalogue_batch=catalogue_batch, strategies=strategies)
+    products, catalogue, labels, classes, training_rows, targets = _read_targets(data_dir, catalogue_per_type, seed)
+    splits = _splits(labels, holdout, cross_validate, seed)
+    features, masks, present, about = _encode_modalities(data_dir, products, catalogue, training_rows, image_encoder,
+                                                         text_encoder, progress)
+    catalogue_positions = range(len(products), len(products) + len(training_rows))
+    results = _train_every_model(features, masks, present, targets, splits, len(classes), strategies,
+                                 catalogue_positions, epochs=epochs, seed=seed, catalogue_batch=catalogue_batch,
+                                 progress=progress)
+    result = {
+        "task": "fashion articleType from photo + title + catalogue graph",
+        "data": str(data_dir), "products": len(products), "classes": len(classes), "folds": len(splits),
+        "train": [len(train) for train, _ in splits], "held_out": sum(len(held_out) for _, held_out in splits),
+        "seed": seed, "holdout": holdout, "epochs": epochs,
+        "catalogue_training": {"per_type": catalogue_per_type, "rows": len(training_rows), "batch": catalogue_batch},
+        **about,
+        "results": results,
+        **_best(results),
+        "plot": None,
+    }
+    if out_png is not None:
+        result["plot"] = str(plot_results(results, out_png, title=f"article type: {result['held_out']} held-out "
+                                                                   f"products, {len(splits)} fold(s), seed {seed}"))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
 
+
+def _check_options(data_dir: Path, *, holdout: float, epochs: int, catalogue_per_type: int, catalogue_batch: int,
+                   strategies: Sequence[str] | None) -> list[str]:
+    """Check the folder and the options; return the strategies to compare (default: all registered)."""
     from kgmm.errors import ValidationError
     from kgmm.nn.fusion import FUSION_STRATEGIES
 
-    started = time.perf_counter()
-    data_dir = Path(data_dir)
     for name in ("catalogue.csv", "products_train.csv"):
         if not (data_dir / name).is_file():
             raise ValidationError(f"no {name} in {data_dir}; pass the fashion folder (catalogue.csv, "
@@ -273,6 +298,14 @@ def fusion_benchmark(
     unknown = [name for name in strategies if name not in FUSION_STRATEGIES]
     if unknown:
         raise ValidationError(f"no fusion strategy {unknown[0]!r}; available: {', '.join(FUSION_STRATEGIES)}")
+    return strategies
+
+
+def _read_targets(data_dir: Path, catalogue_per_type: int, seed: int):
+    """Read the photographed products and the catalogue, pick the catalogue rows that train beside them and
+    return ``(products, catalogue, labels, classes, training_rows, targets)``: ``targets`` holds the class of
+    each product, then of each training row."""
+    import torch
 
     products = read_products(data_dir / "products_train.csv")
     catalogue = read_products(data_dir / "catalogue.csv")
@@ -281,14 +314,23 @@ def fusion_benchmark(
     training_rows = sample_catalogue(catalogue, products, classes, catalogue_per_type, seed)
     targets = torch.tensor([classes.index(label) for label in labels]
                            + [classes.index(row["articleType"].strip()) for row in training_rows])
-    if cross_validate:
-        splits = stratified_folds(labels, max(2, round(1 / holdout)), seed)
-    else:
-        splits = [stratified_split(labels, holdout, seed)]
+    return products, catalogue, labels, classes, training_rows, targets
 
-    features, masks, present, about = _encode_modalities(data_dir, products, catalogue, training_rows, image_encoder,
-                                                         text_encoder, progress)
-    catalogue_positions = range(len(products), len(products) + len(training_rows))
+
+def _splits(labels: Sequence[str], holdout: float, cross_validate: bool, seed: int) -> list:
+    """Stratified folds (``round(1 / holdout)``, at least 2) or, without ``cross_validate``, one stratified split."""
+    if cross_validate:
+        return stratified_folds(labels, max(2, round(1 / holdout)), seed)
+    return [stratified_split(labels, holdout, seed)]
+
+
+def _train_every_model(features: dict, masks: dict, present: dict, targets, splits, num_classes: int,
+                       strategies: Sequence[str], catalogue_positions: Sequence[int], *, epochs: int, seed: int,
+                       catalogue_batch: int, progress: bool) -> list[dict]:
+    """Cross-validate each modality alone (``early-concat`` of one) and then each strategy over all of them, on at
+    most 2 torch threads; one result row each, trained on the catalogue rows that have one of its modalities."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
     runs = [(f"{name} only", "single", "early-concat", [name]) for name in features]
@@ -302,35 +344,25 @@ def fusion_benchmark(
             usable = [row for row in catalogue_positions if any(present[name][row] for name in modalities)]
             row = {"name": display, "kind": kind, "strategy": strategy, "modalities": modalities,
                    "catalogue_rows": len(usable)}
-            row |= _cross_validated(strategy, subset, masks, present, targets, splits, len(classes), epochs=epochs,
+            row |= _cross_validated(strategy, subset, masks, present, targets, splits, num_classes, epochs=epochs,
                                     seed=seed, catalogue=usable, catalogue_batch=catalogue_batch)
             results.append(row)
     finally:
         torch.set_num_threads(threads)
+    return results
 
+
+def _best(results: Sequence[dict]) -> dict:
+    """The best single modality and the best strategy (by accuracy, then macro-F1), and whether fusion wins."""
     singles = [row for row in results if row["kind"] == "single"]
     fusions = [row for row in results if row["kind"] == "fusion"]
     best_single = max(singles, key=lambda row: (row["accuracy"], row["macro_f1"]))
     best_fusion = max(fusions, key=lambda row: (row["accuracy"], row["macro_f1"])) if fusions else None
-    result = {
-        "task": "fashion articleType from photo + title + catalogue graph",
-        "data": str(data_dir), "products": len(products), "classes": len(classes), "folds": len(splits),
-        "train": [len(train) for train, _ in splits], "held_out": sum(len(held_out) for _, held_out in splits),
-        "seed": seed, "holdout": holdout, "epochs": epochs,
-        "catalogue_training": {"per_type": catalogue_per_type, "rows": len(training_rows), "batch": catalogue_batch},
-        **about,
-        "results": results,
+    return {
         "best_single": {key: best_single[key] for key in ("name", "accuracy", "macro_f1")},
         "best_fusion": {key: best_fusion[key] for key in ("name", "accuracy", "macro_f1")} if best_fusion else None,
         "fusion_beats_single": bool(best_fusion and best_fusion["accuracy"] > best_single["accuracy"]),
-        "plot": None,
     }
-    if out_png is not None:
-        result["plot"] = str(plot_results(results, out_png, title=f"article type: {result['held_out']} held-out "
-                                                                   f"products, {len(splits)} fold(s), seed {seed}"))
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    return result
-
 
 
 def plot_results(results: Sequence[dict], out_png: str | Path, *, title: str = "") -> Path:
