@@ -23,7 +23,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kgmm.domains.knowledge import load_knowledge
@@ -638,6 +638,42 @@ def train_diagnosis(
     path, out = Path(path), Path(out)
     torch.manual_seed(seed)
     target = target or ("articleType" if dataset == "fashion" else None)
+    cases = _training_cases(path, dataset, out, target=target, holdout=holdout, seed=seed, per_class=per_class,
+                            catalogue_per_type=catalogue_per_type)
+    domain = domain or DEFAULT_DOMAIN.get(dataset, "medical")
+    cases, reader, names = _read_case_findings(cases, domain)
+    known, graph_source = _label_knowledge(knowledge, dataset, path, cases)
+    model = _untrained_model(cases, known, reader, names, dataset=dataset, domain=domain, fusion=fusion,
+                             graph_source=graph_source, use_graph=use_graph, use_text=use_text,
+                             hidden_channels=hidden_channels, dropout=dropout, target=target,
+                             modality_dropout=modality_dropout, seed=seed, trained_on=path)
+    transferred = _init_from(model, init_from) if init_from is not None else []
+    best_epoch, validation = _fit_and_calibrate(model, cases, calibration=calibration, seed=seed, epochs=epochs,
+                                                lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                                                label_smoothing=label_smoothing, progress=progress)
+    model.save(out)
+    summary = _training_summary(model, cases, out=out, init_from=init_from, transferred=transferred,
+                                best_epoch=best_epoch, validation=validation, started=started)
+    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
+
+
+@dataclass
+class _TrainingCases:
+    """A training run's cases: the labelled ones, those trained on, those held out (and the file they were
+    written to), and the catalogue's title-only cases that join training (``fashion``)."""
+
+    labelled: list[Case]
+    train: list[Case]
+    held: list[Case]
+    extra: list[Case]
+    heldout_file: Path | None
+
+
+def _training_cases(path: Path, dataset: str, out: Path, *, target: str | None, holdout: float, seed: int,
+                    per_class: int | None, catalogue_per_type: int) -> _TrainingCases:
+    """Read the cases of ``path``, write ``holdout`` of each label's to ``out/heldout/``, keep at most
+    ``per_class`` of each label's others for training and (``fashion``) add catalogue rows."""
     cases = read_cases(path, dataset, target=target)
     labelled = [case for case in cases if case.label]
     if len(labelled) < 2 or len({case.label for case in labelled}) < 2:
@@ -650,29 +686,66 @@ def train_diagnosis(
             by_label[case.label].append(case)
         train = [case for label in sorted(by_label) for case in by_label[label][:per_class]]
     out.mkdir(parents=True, exist_ok=True)
-    heldout_path = _write_heldout(held, path, dataset, out) if held else None
-    domain = domain or DEFAULT_DOMAIN.get(dataset, "medical")
+    heldout_file = _write_heldout(held, path, dataset, out) if held else None
     extra = _catalogue_cases(path, cases, train, target, catalogue_per_type, seed) if dataset == "fashion" else []
+    return _TrainingCases(labelled, train, held, extra, heldout_file)
 
+
+def _read_case_findings(cases: _TrainingCases,
+                        domain: str) -> tuple[_TrainingCases, FindingReader | None, dict[str, str]]:
+    """When the training cases have text, read its findings into the training and catalogue cases; return the
+    cases, the reader (None without text) and the names of the findings read."""
+    names: dict[str, str] = {}
+    if not any(case.text.strip() for case in cases.train):
+        return cases, None, names
+    reader = FindingReader(domain)
+    train = read_case_text(cases.train, reader, names)
+    extra = read_case_text(cases.extra, reader, names)
+    return replace(cases, train=train, extra=extra), reader, names
+
+
+def _label_knowledge(knowledge: str | Path | None, dataset: str, path: Path,
+                     cases: _TrainingCases) -> tuple[LabelKnowledge, str]:
+    """The label -> finding graph, with an entry for every training label, and where it came from: the
+    ``knowledge`` file (default for ``ddxplus``: the conditions file beside ``path``), else the training cases."""
     if knowledge is None and dataset == "ddxplus":
         knowledge = path.parent / "release_conditions.json"
-    graph_source = "knowledge" if knowledge is not None else "cases"
-    names: dict[str, str] = {}
-    reader = FindingReader(domain) if any(case.text.strip() for case in train) else None
-    if reader is not None:
-        train = read_case_text(train, reader, names)
-        extra = read_case_text(extra, reader, names)
-    known = load_knowledge(knowledge) if knowledge is not None else case_knowledge([*train, *extra])
-    labels = sorted({case.label for case in train} | set(known.edges))
-    for label in labels:
+    known = load_knowledge(knowledge) if knowledge is not None else case_knowledge([*cases.train, *cases.extra])
+    for label in sorted({case.label for case in cases.train} | set(known.edges)):
         known.edges.setdefault(label, {})
-    findings = sorted({f for case in [*train, *extra] for f in (*case.present, *case.absent)}
+    return known, "knowledge" if knowledge is not None else "cases"
+
+
+def _untrained_model(cases: _TrainingCases, known: LabelKnowledge, reader: FindingReader | None,
+                     names: dict[str, str], *, dataset: str, domain: str, fusion: str, graph_source: str,
+                     use_graph: bool, use_text: bool | None, hidden_channels: int, dropout: float,
+                     target: str | None, modality_dropout: float, seed: int, trained_on: Path) -> DiagnosisModel:
+    """A new model over the labels and findings of ``known`` and the cases, reading the modalities the training
+    cases have (see :func:`train_diagnosis` for the settings)."""
+    cased = [*cases.train, *cases.extra]
+    labels = sorted({case.label for case in cases.train} | set(known.edges))
+    findings = sorted({f for case in cased for f in (*case.present, *case.absent)}
                       | {f for edges in known.edges.values() for f in edges})
     relations = sorted({r for edges in known.edges.values() for r in edges.values()}) or [CASE_RELATION]
+    attributes = [name for name in ("age", "sex") if any(name in case.attributes for case in cases.train)]
+    modalities, text_encoder = _modalities(cases.train, len(findings) + 2 * len(attributes), use_text)
+    config = {"kind": KIND, "format_version": FORMAT_VERSION, "dataset": dataset, "domain": domain,
+              "labels": labels, "findings": findings, "relations": relations, "modalities": modalities,
+              "attributes": attributes, "fusion": fusion, "graph_source": graph_source,
+              "hidden_channels": hidden_channels, "dropout": dropout, "knowledge_only": False, "target": target,
+              "modality_dropout": modality_dropout if _some_lack_a_modality(cased, modalities) else 0.0,
+              "finding_names": names, "seed": seed, "trained_on": str(trained_on), "use_graph": use_graph}
+    model = DiagnosisModel(config, known)
+    model._reader, model._text = reader, text_encoder
+    return model
+
+
+def _modalities(train: Sequence[Case], findings_width: int, use_text: bool | None) -> tuple[dict[str, int], object]:
+    """The width of each modality a model of ``train`` reads (text: when ``use_text``, default when the cases have
+    text; image: when some case has one), and the text encoder (None without text)."""
     has_text = any(case.text.strip() for case in train)
     use_text = has_text if use_text is None else use_text
-    attributes = [name for name in ("age", "sex") if any(name in case.attributes for case in train)]
-    modalities = {"findings": len(findings) + 2 * len(attributes)}
+    modalities = {"findings": findings_width}
     text_encoder = None
     if use_text:
         text_encoder = _text_encoder(None)
@@ -681,41 +754,46 @@ def train_diagnosis(
         from kgmm.nn.vision import vision_encoder
 
         modalities["image"] = int(vision_encoder().dim)
-    config = {"kind": KIND, "format_version": FORMAT_VERSION, "dataset": dataset, "domain": domain,
-              "labels": labels, "findings": findings, "relations": relations, "modalities": modalities,
-              "attributes": attributes, "fusion": fusion, "graph_source": graph_source,
-              "hidden_channels": hidden_channels, "dropout": dropout, "knowledge_only": False, "target": target,
-              "modality_dropout": modality_dropout if _some_lack_a_modality([*train, *extra], modalities) else 0.0,
-              "finding_names": names, "seed": seed, "trained_on": str(path)}
-    fit, val = _split(train, calibration, seed + 1)
+    return modalities, text_encoder
+
+
+def _fit_and_calibrate(model: DiagnosisModel, cases: _TrainingCases, *, calibration: float, seed: int, epochs: int,
+                       lr: float, weight_decay: float, batch_size: int, label_smoothing: float,
+                       progress: bool) -> tuple[int, dict]:
+    """Train ``model`` on its training and catalogue cases less the ``calibration`` share (all the training cases
+    when that share is empty), which select the epoch and fit the temperature; return the best epoch and the
+    calibrated validation metrics."""
+    import torch
+
+    fit, val = _split(cases.train, calibration, seed + 1)
     if not val:
-        fit, val = train, train
-    fit = fit + extra
-    model = DiagnosisModel({**config, "use_graph": use_graph}, known)
-    model._reader, model._text = reader, text_encoder
-    transferred = _init_from(model, init_from) if init_from is not None else []
+        fit, val = cases.train, cases.train
+    fit = fit + cases.extra
     batches = {name: model.featurize(group) for name, group in (("fit", fit), ("val", val))}
     gold = {name: torch.tensor([model.label_index[case.label] for case in group])
             for name, group in (("fit", fit), ("val", val))}
     _, best_epoch = _fit(model, batches, gold, epochs=epochs, lr=lr, weight_decay=weight_decay,
                          batch_size=batch_size, label_smoothing=label_smoothing, seed=seed, progress=progress)
-    net = model.net
     val_logits = model.logits(batches["val"])
     model.temperature = fit_temperature(val_logits, gold["val"])
-    model.save(out)
     val_probabilities = torch.softmax(val_logits / model.temperature, dim=1)
-    summary = {"out": str(out), "dataset": dataset, "cases": len(labelled), "train": len(train),
-               "catalogue_cases": len(extra), "init_from": str(init_from) if init_from else None,
-               "transferred_parameters": len(transferred),
-               "heldout": len(held), "heldout_file": str(heldout_path) if heldout_path else None,
-               "labels": len(labels), "findings": len(findings), "graph_edges": int(net.graph.edges.size(1))
-               if net.graph is not None else 0, "graph_source": graph_source, "fusion": fusion,
-               "modalities": sorted(modalities), "best_epoch": best_epoch, "temperature": round(model.temperature, 3),
-               "use_graph": use_graph,
-               "validation": diagnosis_metrics(val_probabilities, gold["val"].tolist(), labels),
-               "seconds": round(time.perf_counter() - started, 1)}
-    (out / "training.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    return summary
+    return best_epoch, diagnosis_metrics(val_probabilities, gold["val"].tolist(), model.labels)
+
+
+def _training_summary(model: DiagnosisModel, cases: _TrainingCases, *, out: Path, init_from: str | Path | None,
+                      transferred: list[str], best_epoch: int, validation: dict, started: float) -> dict:
+    """What ``training.json`` says of a trained model: sizes, graph, settings, epoch, temperature, validation."""
+    config, graph = model.config, model.net.graph
+    return {"out": str(out), "dataset": config["dataset"], "cases": len(cases.labelled), "train": len(cases.train),
+            "catalogue_cases": len(cases.extra), "init_from": str(init_from) if init_from else None,
+            "transferred_parameters": len(transferred),
+            "heldout": len(cases.held), "heldout_file": str(cases.heldout_file) if cases.heldout_file else None,
+            "labels": len(model.labels), "findings": len(model.findings),
+            "graph_edges": int(graph.edges.size(1)) if graph is not None else 0,
+            "graph_source": config["graph_source"], "fusion": config["fusion"],
+            "modalities": sorted(config["modalities"]), "best_epoch": best_epoch,
+            "temperature": round(model.temperature, 3), "use_graph": config["use_graph"],
+            "validation": validation, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _fit(model: DiagnosisModel, batches: dict, gold: dict, *, epochs: int, lr: float, weight_decay: float,
