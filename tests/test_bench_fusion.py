@@ -21,11 +21,11 @@ from kgmm.tasks.fusion import (
     brand_from_title,
     catalogue_graph,
     graph_tokens,
-    macro_f1,
     read_products,
     sample_catalogue,
     stratified_folds,
 )
+from kgmm.tasks.metrics import macro_f1
 
 COLUMNS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year", "usage",
            "productDisplayName"]

@@ -31,12 +31,12 @@ from kgmm.tasks.fusion import (
     catalogue_graph,
     encode_titles,
     graph_tokens,
-    macro_f1,
     read_products,
     sample_catalogue,
     stratified_folds,
     stratified_split,
 )
+from kgmm.tasks.metrics import macro_f1
 
 DEFAULT_DATA = Path("../shared/data/fashion")
 DEFAULT_EPOCHS = 150

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +40,6 @@ _GENDER_WORDS = frozenset("men men's mens women women's womens boys boy's boy gi
 SMOOTHING = 1.0  # pseudo-products of the global label distribution added to every entity's counts
 
 
-
 def brand_from_title(title: str) -> str | None:
     """Return the words of a product title before its gender word ("Peter England Men Blue Jeans" -> "Peter
     England"), or None when no gender word follows the first word."""
@@ -49,12 +48,10 @@ def brand_from_title(title: str) -> str | None:
     return " ".join(words[:index]) if index else None
 
 
-
 def read_products(path: str | Path) -> list[dict[str, str]]:
     """Read a fashion CSV (``catalogue.csv`` or ``products_*.csv``) into rows with an ``id``."""
     with Path(path).open(encoding="utf-8", newline="") as handle:
         return [row for row in csv.DictReader(handle) if (row.get("id") or "").strip()]
-
 
 
 def catalogue_graph(catalogue: Sequence[dict[str, str]], query_products: Sequence[dict[str, str]]):
@@ -104,7 +101,6 @@ def catalogue_graph(catalogue: Sequence[dict[str, str]], query_products: Sequenc
         data = graph_to_data(entities.values(), relations)
     index = data.entity_vocab.index_map()
     return data, {product_id: index[key] for product_id, key in product_keys.items()}
-
 
 
 def graph_tokens(data, product_nodes: Sequence[int]):
@@ -185,7 +181,6 @@ def graph_tokens(data, product_nodes: Sequence[int]):
     return torch.stack(parts, dim=1), torch.stack(masks, dim=1), attribute_relations
 
 
-
 def stratified_split(labels: Sequence[str], holdout: float, seed: int) -> tuple[list[int], list[int]]:
     """Split positions by label: ``round(holdout * n)`` of each label held out, at least one kept for training."""
     by_label: dict[str, list[int]] = defaultdict(list)
@@ -200,7 +195,6 @@ def stratified_split(labels: Sequence[str], holdout: float, seed: int) -> tuple[
         held_out += positions[:count]
         train += positions[count:]
     return sorted(train), sorted(held_out)
-
 
 
 def stratified_folds(labels: Sequence[str], folds: int, seed: int) -> list[tuple[list[int], list[int]]]:
@@ -228,23 +222,6 @@ def stratified_folds(labels: Sequence[str], folds: int, seed: int) -> list[tuple
         chosen = set(held_out)
         splits.append(([p for p in range(len(labels)) if p not in chosen], held_out))
     return splits
-
-
-
-def macro_f1(truth: Sequence[int], predicted: Sequence[int]) -> float:
-    """Unweighted mean F1 over every label in ``truth`` or ``predicted``."""
-    true_positive, false_positive, false_negative = Counter(), Counter(), Counter()
-    for actual, guess in zip(truth, predicted, strict=True):
-        if actual == guess:
-            true_positive[actual] += 1
-        else:
-            false_positive[guess] += 1
-            false_negative[actual] += 1
-    labels = set(truth) | set(predicted)
-    scores = [2 * true_positive[label] / (2 * true_positive[label] + false_positive[label] + false_negative[label])
-              for label in labels]
-    return sum(scores) / len(scores) if scores else 0.0
-
 
 
 def sample_catalogue(catalogue: Sequence[dict[str, str]], products: Sequence[dict[str, str]],
@@ -278,7 +255,6 @@ def sample_catalogue(catalogue: Sequence[dict[str, str]], products: Sequence[dic
         positions = by_type[article_type]
         picked += positions if len(positions) <= per_type else rng.sample(positions, per_type)
     return [catalogue[position] for position in sorted(picked)]
-
 
 
 def encode_titles(titles: list[str], text_encoder, progress: bool):

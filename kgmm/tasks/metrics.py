@@ -1,12 +1,13 @@
-"""Precision, recall and F1 from match counts, and multiset matching of predicted against gold items."""
+"""Precision, recall and F1 from match counts, multiset matching of predicted against gold items, and macro-F1
+of class predictions."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PRF", "match_counts"]
+__all__ = ["PRF", "macro_f1", "match_counts"]
 
 
 @dataclass
@@ -55,3 +56,26 @@ def match_counts(gold: Iterable[Hashable], predicted: Iterable[Hashable]) -> PRF
     gold_counts, predicted_counts = Counter(gold), Counter(predicted)
     tp = sum((gold_counts & predicted_counts).values())
     return PRF(tp=tp, fp=sum(predicted_counts.values()) - tp, fn=sum(gold_counts.values()) - tp)
+
+
+def macro_f1(truth: Sequence[Hashable], predicted: Sequence[Hashable]) -> float:
+    """Unweighted mean F1 over every label in ``truth`` or ``predicted``.
+
+    Args:
+        truth (list): the gold label of each item (a label no model knows, such as None, still counts: its F1 is 0).
+        predicted (list): the predicted label of each item, as long as ``truth``.
+
+    Returns:
+        float: the macro-F1, unrounded (0.0 when there is no item).
+    """
+    true_positive, false_positive, false_negative = Counter(), Counter(), Counter()
+    for actual, guess in zip(truth, predicted, strict=True):
+        if actual == guess:
+            true_positive[actual] += 1
+        else:
+            false_positive[guess] += 1
+            false_negative[actual] += 1
+    labels = set(truth) | set(predicted)
+    scores = [2 * true_positive[label] / (2 * true_positive[label] + false_positive[label] + false_negative[label])
+              for label in labels]
+    return sum(scores) / len(scores) if scores else 0.0
