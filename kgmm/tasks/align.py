@@ -40,14 +40,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgmm.errors import KgmmError, SourceError, ValidationError
-from kgmm.sources.pairs import ImageTextPair, read_pairs, split_pairs
+from kgmm.sources.pairs import ImageTextPair, PairSplit, read_pairs, split_pairs
 from kgmm.tasks.checkpoint import read_model_config
 from kgmm.utils import seed_everything
 
 if TYPE_CHECKING:
     import torch
 
-    from kgmm.nn.align import AlignmentModel
+    from kgmm.nn.align import AlignmentConfig, AlignmentModel
 
 __all__ = [
     "AlignHyperParams",
@@ -124,10 +124,6 @@ def _resolve_hparams(overrides: dict | None) -> AlignHyperParams:
     return hparams
 
 
-# ----------------------------------------------------------------------------------------------
-# Pairs grouped by image
-
-
 @dataclass
 class _Groups:
     """Pairs grouped by image: one image per group, every text with the index of its group."""
@@ -169,10 +165,6 @@ def _entity_columns(groups: _Groups, max_share: float) -> dict[str, list[str]]:
 def entity_text(name: str, entity_type: str) -> str:
     """The text an entity is embedded from: ``"name (type)"``."""
     return f"{name} ({entity_type})"
-
-
-# ----------------------------------------------------------------------------------------------
-# Frozen encoders and the ImageNet-label prior
 
 
 class _FrozenEncoders:
@@ -299,10 +291,6 @@ def _image_features(encoders: _FrozenEncoders, paths: Sequence[Path], *, prior_t
     return torch.cat([pooled, encoders.label_prior(pooled, prior_top_k)], dim=1)
 
 
-# ----------------------------------------------------------------------------------------------
-# The trained model and the baseline, behind one interface
-
-
 class AlignedModel:
     """A trained alignment: embed images, texts and entities into one L2-normalised space.
 
@@ -376,10 +364,6 @@ class ImageNetLabelBaseline:
 
     def embed_entities(self, names: Sequence[str], types: Sequence[str]) -> torch.Tensor:
         return self.encoders.encode_texts([entity_text(n, t) for n, t in zip(names, types, strict=True)])
-
-
-# ----------------------------------------------------------------------------------------------
-# Ranking metrics
 
 
 @dataclass
@@ -465,10 +449,6 @@ def _label_accuracy(image_emb: torch.Tensor, labels: list[str | None], entity_em
     nearest = (image_emb[known] @ entity_emb.t()).argmax(1).tolist()
     correct = sum(values[j] == labels[i] for i, j in zip(known, nearest, strict=True))
     return {"top1": round(correct / len(known), 4), "images": len(known), "classes": len(values)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Training
 
 
 @dataclass
@@ -644,20 +624,65 @@ def train_align(
     Returns:
         dict: the split's sizes, the selected epoch, validation and held-out metrics, and the training time.
     """
-
-    from kgmm.nn.align import AlignmentConfig, AlignmentModel
+    from kgmm.nn.align import AlignmentModel
 
     settings = _resolve_hparams({**(hparams or {}), "epochs": epochs})
     started = time.perf_counter()
     pairs_path = Path(pairs_path)
+    pairs, split, train_groups = _read_split(pairs_path, holdout, seed)
+    encoders = _FrozenEncoders(vision_model, text_model, cache_dir=cache_dir)
+    prior_top_k = settings.prior_top_k if settings.label_prior and encoders.has_imagenet_head else None
+    encoded = _encode_pairs(encoders, pairs, train_groups, settings, prior_top_k=prior_top_k, progress=progress)
+    module_config = _module_config(encoded.everything, settings, prior_top_k)
+    seed_everything(seed)
+    choice = _choose_epochs(encoded, split.train, module_config, settings, seed=seed, progress=progress)
+    seed_everything(seed)
+    module = AlignmentModel(module_config)
+    _fit(module, encoded.part(split.train), None, encoded.entity_texts, settings, epochs=choice.best_epoch, seed=seed,
+         progress=progress, desc="align (refit on train)")
+    seconds = round(time.perf_counter() - started, 2)
+    holdout_metrics = _holdout_score(module, encoded, split.holdout)
+    config = _model_config(module_config, settings, encoders, seed=seed, prior_top_k=prior_top_k,
+                           text_model=text_model, entity_columns=encoded.entity_columns,
+                           split_summary=_split_summary(pairs_path, holdout, seed, split, train_groups, choice))
+    metrics = {"best_epoch": choice.best_epoch, "train_seconds": seconds, "validation": choice.validation,
+               "holdout": holdout_metrics, "history": choice.history}
+    _save(module, config, metrics, Path(out_dir))
+    return {"out": str(out_dir), **config["split"],
+            "entity_columns": {c: len(v) for c, v in encoded.entity_columns.items()},
+            "best_epoch": choice.best_epoch, "train_seconds": seconds,
+            "validation_metrics": _brief(choice.validation), "holdout_metrics": _brief(holdout_metrics)}
+
+
+def _read_split(pairs_path: Path, holdout: float, seed: int) -> tuple[list[ImageTextPair], PairSplit, _Groups]:
+    """Read the pairs and split them by image; return the pairs, the split and the training images' groups."""
     pairs = read_pairs(pairs_path)
     split = split_pairs(pairs, holdout=holdout, seed=seed)
     train_groups = _Groups.of(split.train)
     if len(train_groups) < 2:
         raise ValidationError(f"only {len(train_groups)} training image(s) after holding out {holdout:.0%}; "
                               "contrastive training needs at least 2: add pairs or lower --holdout")
-    encoders = _FrozenEncoders(vision_model, text_model, cache_dir=cache_dir)
-    prior_top_k = settings.prior_top_k if settings.label_prior and encoders.has_imagenet_head else None
+    return pairs, split, train_groups
+
+
+@dataclass
+class _EncodedPairs:
+    """Frozen features of every image and text of a pairs file (``position``: group name -> its index), and of
+    the label entities of each label column."""
+
+    everything: _Features
+    position: dict[str, int]
+    entity_columns: dict[str, list[str]]
+    entity_texts: dict[str, torch.Tensor]
+
+    def part(self, pairs: Sequence[ImageTextPair]) -> _Features:
+        """The features of the images (and their texts) of ``pairs``."""
+        return _subset(self.everything, [self.position[name] for name in _Groups.of(pairs).names])
+
+
+def _encode_pairs(encoders: _FrozenEncoders, pairs: Sequence[ImageTextPair], train_groups: _Groups,
+                  settings: AlignHyperParams, *, prior_top_k: int | None, progress: bool) -> _EncodedPairs:
+    """Encode every image and text of ``pairs``, and the entities of the training images' label columns."""
     entity_columns = _entity_columns(train_groups, settings.max_label_values) if settings.entity_weight else {}
     all_groups = _Groups.of(pairs)
     image_features = _image_features(encoders, all_groups.images, prior_top_k=prior_top_k, progress=progress)
@@ -666,48 +691,83 @@ def train_align(
                     for column, values in entity_columns.items()}
     everything = _features_of(all_groups, image_features, text_features, entity_columns)
     position = {name: i for i, name in enumerate(all_groups.names)}
-    train = _subset(everything, [position[name] for name in train_groups.names])
+    return _EncodedPairs(everything, position, entity_columns, entity_texts)
 
-    text_dim = text_features.size(1)
-    module_config = AlignmentConfig(
-        image_channels=image_features.size(1), text_channels=text_dim, out_channels=text_dim,
+
+def _module_config(features: _Features, settings: AlignHyperParams, prior_top_k: int | None) -> AlignmentConfig:
+    """The heads' :class:`~kgmm.nn.align.AlignmentConfig` for these feature widths (the image head skips from the
+    label prior, the last text-width columns of the image features, when there is one)."""
+    from kgmm.nn.align import AlignmentConfig
+
+    image_dim, text_dim = features.images.size(1), features.texts.size(1)
+    return AlignmentConfig(
+        image_channels=image_dim, text_channels=text_dim, out_channels=text_dim,
         hidden_channels=settings.hidden_channels, dropout=settings.dropout,
-        image_skip_from=image_features.size(1) - text_dim if prior_top_k else None, text_skip=True,
+        image_skip_from=image_dim - text_dim if prior_top_k else None, text_skip=True,
         temperature=settings.temperature,
     )
-    seed_everything(seed)
-    inner = split_pairs(split.train, holdout=settings.val_fraction, seed=seed + 1) if settings.val_fraction else None
-    validation = None
-    best_epoch = settings.epochs
-    history: list[dict] = []
-    if inner is not None and len({p.group for p in inner.holdout}) >= MIN_VALIDATION_IMAGES \
-            and len({p.group for p in inner.train}) >= 2:
-        fit_part = _subset(everything, [position[name] for name in _Groups.of(inner.train).names])
-        valid_part = _subset(everything, [position[name] for name in _Groups.of(inner.holdout).names])
-        selection = _fit(AlignmentModel(module_config), fit_part, valid_part, entity_texts, settings,
-                         epochs=settings.epochs, seed=seed, progress=progress, desc="align (select epochs)")
-        validation, best_epoch, history = selection.validation, selection.best_epoch, selection.history
-    seed_everything(seed)
-    module = AlignmentModel(module_config)
-    _fit(module, train, None, entity_texts, settings, epochs=best_epoch, seed=seed, progress=progress,
-         desc="align (refit on train)")
-    seconds = round(time.perf_counter() - started, 2)
 
-    holdout_metrics = None
-    if split.holdout:
-        holdout_part = _subset(everything, [position[name] for name in _Groups.of(split.holdout).names])
-        holdout_metrics = _validation_score(module, holdout_part, entity_texts)
-        module.eval()
-    config = {
+
+@dataclass
+class _EpochChoice:
+    """How many epochs to train for and, when they were chosen on a validation slice of the training images,
+    its score and per-epoch history (``validation_images``: the slice's size, 0 without one)."""
+
+    best_epoch: int
+    validation: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    validation_images: int = 0
+
+
+def _choose_epochs(encoded: _EncodedPairs, train_pairs: Sequence[ImageTextPair], module_config: AlignmentConfig,
+                   settings: AlignHyperParams, *, seed: int, progress: bool) -> _EpochChoice:
+    """Train fresh heads on the training images less a validation slice and choose the epoch best on the slice;
+    all the epochs when the slice has fewer than ``MIN_VALIDATION_IMAGES`` images (or there is none)."""
+    from kgmm.nn.align import AlignmentModel
+
+    if not settings.val_fraction:
+        return _EpochChoice(settings.epochs)
+    inner = split_pairs(train_pairs, holdout=settings.val_fraction, seed=seed + 1)
+    choice = _EpochChoice(settings.epochs, validation_images=len({p.group for p in inner.holdout}))
+    if choice.validation_images < MIN_VALIDATION_IMAGES or len({p.group for p in inner.train}) < 2:
+        return choice
+    selection = _fit(AlignmentModel(module_config), encoded.part(inner.train), encoded.part(inner.holdout),
+                     encoded.entity_texts, settings, epochs=settings.epochs, seed=seed, progress=progress,
+                     desc="align (select epochs)")
+    return replace(choice, best_epoch=selection.best_epoch, validation=selection.validation,
+                   history=selection.history)
+
+
+def _holdout_score(module: AlignmentModel, encoded: _EncodedPairs,
+                   holdout_pairs: Sequence[ImageTextPair]) -> dict | None:
+    """The validation score and metrics of ``module`` on the held-out images; None when there are none."""
+    if not holdout_pairs:
+        return None
+    scored = _validation_score(module, encoded.part(holdout_pairs), encoded.entity_texts)
+    module.eval()
+    return scored
+
+
+def _split_summary(pairs_path: Path, holdout: float, seed: int, split: PairSplit, train_groups: _Groups,
+                   choice: _EpochChoice) -> dict:
+    """How the pairs were split: the settings, and the images and pairs on each side."""
+    return {"pairs_file": str(pairs_path), "holdout": holdout, "seed": seed,
+            "train_images": len(train_groups), "holdout_images": len({p.group for p in split.holdout}),
+            "train_pairs": len(split.train), "holdout_pairs": len(split.holdout),
+            "validation_images": choice.validation_images}
+
+
+def _model_config(module_config: AlignmentConfig, settings: AlignHyperParams, encoders: _FrozenEncoders, *, seed: int,
+                  prior_top_k: int | None, text_model: Any, entity_columns: dict[str, list[str]],
+                  split_summary: dict) -> dict:
+    """What a model's ``config.json`` holds: the heads, settings, split, encoders and label columns."""
+    return {
         "kind": MODEL_KIND,
         "format_version": FORMAT_VERSION,
         "module": module_config.to_dict(),
         "hparams": asdict(settings),
         "seed": seed,
-        "split": {"pairs_file": str(pairs_path), "holdout": holdout, "seed": seed,
-                  "train_images": len(train_groups), "holdout_images": len({p.group for p in split.holdout}),
-                  "train_pairs": len(split.train), "holdout_pairs": len(split.holdout),
-                  "validation_images": len({p.group for p in inner.holdout}) if inner else 0},
+        "split": split_summary,
         "vision": {"model": encoders.vision_name, "fingerprint": encoders.vision_fingerprint(),
                    "prior_top_k": prior_top_k},
         "text": {"model": _text_model_name(text_model), "fingerprint": encoders.text_fingerprint()},
@@ -716,12 +776,6 @@ def train_align(
                     "cross-entropy of images and texts towards their label entities; epochs selected on a "
                     "validation slice of the training images, then refit on all training images",
     }
-    metrics = {"best_epoch": best_epoch, "train_seconds": seconds, "validation": validation,
-               "holdout": holdout_metrics, "history": history}
-    _save(module, config, metrics, Path(out_dir))
-    return {"out": str(out_dir), **config["split"], "entity_columns": {c: len(v) for c, v in entity_columns.items()},
-            "best_epoch": best_epoch, "train_seconds": seconds,
-            "validation_metrics": _brief(validation), "holdout_metrics": _brief(holdout_metrics)}
 
 
 def _text_model_name(text_model: Any) -> str | None:
@@ -751,10 +805,6 @@ def _save(module: AlignmentModel, config: dict, metrics: dict, out_dir: Path) ->
     save_file(state, str(out_dir / WEIGHTS_FILE))
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading
 
 
 def load_align_model(model_dir: str | Path, *, vision_model: Any = None, text_model: Any = None,
@@ -807,10 +857,6 @@ def _configured_vision(config: dict) -> str | None:
     return None if name in (None, DEFAULT_VISION_MODEL) else name
 
 
-# ----------------------------------------------------------------------------------------------
-# Evaluation
-
-
 def evaluate_align(
     model_dir: str | Path | None,
     pairs_path: str | Path,
@@ -850,32 +896,15 @@ def evaluate_align(
     """
     import torch
 
-    if split not in SPLITS:
-        raise ValidationError(f"no split {split!r}; available: {', '.join(SPLITS)}")
-    if baseline is not None and baseline not in BASELINES:
-        raise ValidationError(f"no baseline {baseline!r}; available: {', '.join(BASELINES)}")
-    if model_dir is None and baseline is None:
-        raise ValidationError("give a model directory (--model) or a baseline (--baseline imagenet-labels)")
-    if candidates is not None and candidates < 2:
-        raise ValidationError(f"candidates must be at least 2, got {candidates}")
+    _check_evaluation_settings(split, baseline, model_dir, candidates)
     model = load_align_model(model_dir, vision_model=vision_model, text_model=text_model,
                              cache_dir=cache_dir) if model_dir is not None else None
     split_settings = model.config["split"] if model is not None else {}
     holdout = holdout if holdout is not None else split_settings.get("holdout", 0.2)
     seed = seed if seed is not None else split_settings.get("seed", 0)
-    if baseline is not None:
-        encoders = model.encoders if model is not None else _FrozenEncoders(vision_model, text_model, cache_dir=cache_dir)
-        top_k = (model.config["hparams"].get("prior_top_k", 5) if model is not None else 5)
-        embedder: Any = ImageNetLabelBaseline(encoders, top_k=top_k)
-    else:
-        embedder = model
+    embedder = _baseline(model, vision_model, text_model, cache_dir) if baseline is not None else model
     pairs = read_pairs(pairs_path)
-    parts = split_pairs(pairs, holdout=holdout, seed=seed)
-    chosen = {"holdout": parts.holdout, "train": parts.train, "all": pairs}[split]
-    if not chosen:
-        raise ValidationError(f"the {split} split of {pairs_path} is empty (holdout={holdout}, seed={seed}); "
-                              "use --split all or another file")
-    groups = _Groups.of(chosen)
+    groups = _Groups.of(_split_part(pairs, pairs_path, split, holdout=holdout, seed=seed))
     image_emb = embedder.embed_image_files(groups.images, progress=progress)
     text_emb = embedder.embed_texts(groups.texts, progress=progress)
     ranks = retrieval_ranks(image_emb, text_emb, torch.tensor(groups.text_group), candidates=candidates, seed=seed)
@@ -888,12 +917,50 @@ def evaluate_align(
         **ranks.metrics(),
     }
     if label is not None:
-        values = sorted({p.labels[label] for p in pairs if label in p.labels}
-                        | set(model.entity_columns.get(label, []) if model is not None else []))
-        if not values:
-            found = sorted({key for p in pairs for key in p.labels})
-            raise ValidationError(f"no label {label!r} in {pairs_path}; labels there: {', '.join(found) or 'none'}")
-        entity_emb = embedder.embed_entities(values, [label] * len(values))
-        result["label"] = {"column": label, **_label_accuracy(
-            image_emb, [labels.get(label) for labels in groups.labels], entity_emb, values)}
+        result["label"] = _label_top1(embedder, model, pairs, pairs_path, label, groups, image_emb)
     return result
+
+
+def _check_evaluation_settings(split: str, baseline: str | None, model_dir: str | Path | None,
+                               candidates: int | None) -> None:
+    """Raise a :class:`ValidationError` for a setting :func:`evaluate_align` cannot use."""
+    if split not in SPLITS:
+        raise ValidationError(f"no split {split!r}; available: {', '.join(SPLITS)}")
+    if baseline is not None and baseline not in BASELINES:
+        raise ValidationError(f"no baseline {baseline!r}; available: {', '.join(BASELINES)}")
+    if model_dir is None and baseline is None:
+        raise ValidationError("give a model directory (--model) or a baseline (--baseline imagenet-labels)")
+    if candidates is not None and candidates < 2:
+        raise ValidationError(f"candidates must be at least 2, got {candidates}")
+
+
+def _baseline(model: AlignedModel | None, vision_model: Any, text_model: Any, cache_dir: Any) -> ImageNetLabelBaseline:
+    """The ImageNet-label baseline, on the model's encoders and prior size when there is a model."""
+    encoders = model.encoders if model is not None else _FrozenEncoders(vision_model, text_model, cache_dir=cache_dir)
+    top_k = (model.config["hparams"].get("prior_top_k", 5) if model is not None else 5)
+    return ImageNetLabelBaseline(encoders, top_k=top_k)
+
+
+def _split_part(pairs: list[ImageTextPair], pairs_path: str | Path, split: str, *, holdout: float,
+                seed: int) -> list[ImageTextPair]:
+    """The pairs of ``split`` (``holdout``, ``train`` or ``all``), which must not be empty."""
+    parts = split_pairs(pairs, holdout=holdout, seed=seed)
+    chosen = {"holdout": parts.holdout, "train": parts.train, "all": pairs}[split]
+    if not chosen:
+        raise ValidationError(f"the {split} split of {pairs_path} is empty (holdout={holdout}, seed={seed}); "
+                              "use --split all or another file")
+    return chosen
+
+
+def _label_top1(embedder: Any, model: AlignedModel | None, pairs: Sequence[ImageTextPair], pairs_path: str | Path,
+                label: str, groups: _Groups, image_emb: torch.Tensor) -> dict:
+    """Top-1 accuracy of the ``label`` column by the entity nearest each image, among the column's values in the
+    pairs and the model's training labels."""
+    values = sorted({p.labels[label] for p in pairs if label in p.labels}
+                    | set(model.entity_columns.get(label, []) if model is not None else []))
+    if not values:
+        found = sorted({key for p in pairs for key in p.labels})
+        raise ValidationError(f"no label {label!r} in {pairs_path}; labels there: {', '.join(found) or 'none'}")
+    entity_emb = embedder.embed_entities(values, [label] * len(values))
+    return {"column": label, **_label_accuracy(
+        image_emb, [labels.get(label) for labels in groups.labels], entity_emb, values)}
