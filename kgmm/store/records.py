@@ -16,6 +16,7 @@ from typing import Any
 
 from kgmm.errors import ValidationError
 from kgmm.schema import PROVENANCE_EXTRACTED, Entity, EntityMatch, Mention, Relation, Source, normalize_name
+from kgmm.utils import batched
 
 SOURCE_COLUMNS = (
     "id", "kind", "text", "origin", "title", "image_path", "subject", "subject_type", "attributes", "metadata",
@@ -32,8 +33,8 @@ def union(first: Iterable[str], second: Iterable[str]) -> list[str]:
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    """Slices of ``items`` of at most ``size``: :func:`kgmm.utils.batched`, under the name the embedded store calls."""
+    return batched(items, size)
 
 
 def alias_keys(aliases: Iterable[str]) -> list[str]:

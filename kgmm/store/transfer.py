@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kgmm.errors import StoreError
 from kgmm.store.base import GraphStore
+from kgmm.utils import batched
 
 _COUNTED = ("entities", "relations", "documents", "images", "mentions", "retrieved_links")
-
-
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def copy_store(source: GraphStore, target: GraphStore, *, batch_size: int = 10_000, progress: bool = False) -> dict:
@@ -47,7 +41,7 @@ def copy_store(source: GraphStore, target: GraphStore, *, batch_size: int = 10_0
     )
     try:
         for name, read, write in steps:
-            for batch in _batches(read(), batch_size):
+            for batch in batched(read(), batch_size):
                 copied[name] += write(batch)
                 if bar is not None:
                     bar.update(len(batch))

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from kgmm.errors import SourceError, ValidationError
+from kgmm.utils import batched
 
 DEFAULT_NEIGHBOURS = 10
 DEFAULT_TEMPERATURE = 0.05
@@ -450,8 +451,8 @@ def _train_graph_model(context: _Context, graph, seeds: _Seeds, fit: Sequence[in
     for _ in range(epochs):
         examples = _examples(context, fit, rng)
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(rng.randrange(2**31)))
-        for start in range(0, len(order), TRAIN_BATCH):
-            batch = examples.take(order[start:start + TRAIN_BATCH])
+        for index in batched(order, TRAIN_BATCH):
+            batch = examples.take(index)
             target = torch.zeros(num_nodes, len(batch))
             target[context.candidates[batch.answer], torch.arange(len(batch))] = 1.0
             features, masks = _question_batch(context, batch.paraphrase)
@@ -469,8 +470,8 @@ def _graph_scores(context: _Context, model, graph, seeds: _Seeds, examples: Exam
 
     parts = []
     with torch.no_grad():
-        for start in range(0, len(examples), 256):
-            batch = examples.take(torch.arange(start, min(start + 256, len(examples))))
+        for index in batched(torch.arange(len(examples)), 256):
+            batch = examples.take(index)
             features, masks = _question_batch(context, batch.paraphrase)
             reasoning = model(graph, seeds.dense(batch.photo, int(context.data.num_nodes)), features, masks)
             parts.append(reasoning.scores[context.candidates].t())
@@ -542,8 +543,8 @@ def _train_head(context: _Context, fit: Sequence[int], *, epochs: int, seed: int
     for _ in range(epochs):
         examples = _examples(context, fit, rng)
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(rng.randrange(2**31)))
-        for start in range(0, len(order), 2 * TRAIN_BATCH):
-            batch = examples.take(order[start:start + 2 * TRAIN_BATCH])
+        for index in batched(order, 2 * TRAIN_BATCH):
+            batch = examples.take(index)
             logits = head(_head_inputs(context, batch)).logits
             loss = torch.nn.functional.cross_entropy(logits, batch.answer, label_smoothing=0.1)
             optimiser.zero_grad()
