@@ -28,6 +28,7 @@ DEFAULT_DOMAIN = "general"
 DEFAULT_ENTITY_TYPE = "Concept"
 EXTRACTOR = "triples"
 _NON_IDENTIFIER = re.compile(r"[^A-Za-z0-9]+")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _MAX_TYPE_LENGTH = 64  # what is_valid_label accepts
 
 
@@ -50,15 +51,17 @@ class Triples:
 
 def relation_type(name: str) -> str:
     """Return the relation type of a relation name: upper-cased, each run of other characters than
-    letters and digits turned into one ``_``, leading and trailing ``_`` dropped.
+    letters and digits turned into one ``_`` and each camelCase boundary marked by one, leading and trailing
+    ``_`` dropped (the words of a name stay readable: question synthesis reads them).
 
-    ``written_by`` -> ``WRITTEN_BY``; ``/film/film/genre`` -> ``FILM_FILM_GENRE``. A result longer than
+    ``written_by`` -> ``WRITTEN_BY``; ``/film/film/genre`` -> ``FILM_FILM_GENRE``; ``placeOfBirth`` ->
+    ``PLACE_OF_BIRTH``. A result longer than
     64 characters keeps its first 55 and a hash of the whole name, so distinct names stay distinct.
 
     Raises:
         ValueError: when the name has no letter or digit, or starts with a digit.
     """
-    text = _NON_IDENTIFIER.sub("_", name).strip("_").upper()
+    text = _NON_IDENTIFIER.sub("_", _CAMEL_BOUNDARY.sub("_", name)).strip("_").upper()
     if len(text) > _MAX_TYPE_LENGTH:
         text = f"{text[:55]}_{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8].upper()}"
     if not is_valid_label(text):

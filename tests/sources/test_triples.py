@@ -80,6 +80,7 @@ def test_relation_type_normalises_names_and_refuses_the_unusable():
     assert relation_type("written_by") == "WRITTEN_BY"
     assert relation_type("has imdb-rating") == "HAS_IMDB_RATING"
     assert relation_type("/people/person/nationality") == "PEOPLE_PERSON_NATIONALITY"
+    assert relation_type("placeOfBirth") == "PLACE_OF_BIRTH" and relation_type("P31") == "P31"
     long_a, long_b = "/a" * 40 + "/x", "/a" * 40 + "/y"
     assert relation_type(long_a) != relation_type(long_b)
     assert all(is_valid_label(relation_type(name)) for name in (long_a, long_b))
