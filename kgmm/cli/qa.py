@@ -41,11 +41,11 @@ def _model_dir(model: Path | None) -> Path:
 
     chosen = model or (Path(os.environ[MODEL_ENV]) if os.environ.get(MODEL_ENV) else None)
     if chosen is None:
-        raise ValidationError("no QA model given (--model or $KGMM_QA_MODEL); train one with `kgmm train qa --kb "
-                              "kb.txt --train questions.txt --out models/qa` (see README: Question answering)")
+        raise ValidationError("no QA model given for --kb (--model or $KGMM_QA_MODEL); train one from the KB alone "
+                              "with `kgmm train qa --kb kb.txt --out models/qa`, or ingest it into a store and "
+                              "ask with --store (see README: Question answering)")
     if not chosen.exists():
-        raise ValidationError(f"no QA model at {chosen}; train one with `kgmm train qa --kb kb.txt --train "
-                              f"questions.txt --out {chosen}`")
+        raise ValidationError(f"no QA model at {chosen}; train one with `kgmm train qa --kb kb.txt --out {chosen}`")
     return chosen
 
 
@@ -69,28 +69,41 @@ def ask(
     database: str | None = DatabaseOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Answer a question from the graph, with the chain of facts behind each answer and their sources."""
+    """Answer a question from the graph, with the chain of facts behind each answer and their sources. With no
+    --model, a store answers with its own QA model, trained from its graph the first time (no labelled questions)."""
+    import sys
+
     from kgmm.cli.output import open_existing_store
-    from kgmm.tasks.qa import QAModel, open_qa_graph
 
     if question == "-":
-        import sys
-
         question = sys.stdin.read()
-    qa_model = QAModel(_model_dir(model))
-    if kb is not None:
-        result = qa_model.ask(question, open_qa_graph(qa_model, kb=kb), top_k=top_k, image=image)
-    else:
-        with open_existing_store(store, user, database) as graph_store:
-            result = qa_model.ask(question, open_qa_graph(qa_model, store=graph_store), top_k=top_k, image=image)
+    chosen = model or (Path(os.environ[MODEL_ENV]) if os.environ.get(MODEL_ENV) else None)
+    if kb is not None or chosen is not None:
+        from kgmm.tasks.qa import QAModel, open_qa_graph
+
+        qa_model = QAModel(_model_dir(chosen))
+        if kb is not None:
+            result = qa_model.ask(question, open_qa_graph(qa_model, kb=kb), top_k=top_k, image=image)
+        else:
+            with open_existing_store(store, user, database) as graph_store:
+                result = qa_model.ask(question, open_qa_graph(qa_model, store=graph_store), top_k=top_k,
+                                      image=image)
+        emit(result, as_json, render_answers)
+        return
+    from kgmm.app.ask import ask as ask_store
+
+    with open_existing_store(store, user, database) as graph_store:
+        result = ask_store(graph_store, question, top_k=top_k, image=image, progress=not as_json,
+                           notice=lambda line: print(line, file=sys.stderr, flush=True))
     emit(result, as_json, render_answers)
 
 
 def train_qa(
     kb: Path | None = typer.Option(None, "--kb", help="The KB: head|relation|tail (or TAB-separated) lines."),
     store: str | None = typer.Option(None, "--store", "-s", help="Train over a store's graph instead of --kb."),
-    train: list[Path] = typer.Option(..., "--train", "-t", help="Question files (question with [topic]<TAB>"
-                                     "answer1|answer2); repeatable, any mix of hop counts."),
+    train: list[Path] = typer.Option([], "--train", "-t", help="Question files (question with [topic]<TAB>"
+                                     "answer1|answer2); repeatable, any mix of hop counts. None: the model trains "
+                                     "on questions synthesized from the graph alone."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     dev: list[Path] = typer.Option([], "--dev", help="Question files to choose the best epoch on (default: 5% of "
                                    "the training questions)."),
@@ -99,16 +112,20 @@ def train_qa(
     fusion: str = typer.Option("early-concat", "--fusion", help=f"How the question is read: {', '.join(FUSIONS)}."),
     steps: int = typer.Option(3, "--steps", help="Reasoning steps (the most hops of an answer)."),
     epochs: int = typer.Option(12, "--epochs", help="Most epochs (stops early when validation stops improving)."),
+    synthesize: bool | None = typer.Option(None, "--synthesize/--no-synthesize", help="Add questions made from "
+                                           "the graph (default: only without --train; with it, both are mixed)."),
+    questions: int = typer.Option(24_000, "--questions", help="How many questions to synthesize."),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Train one question-answering model for 1-, 2- and 3-hop questions over a KB."""
+    """Train one question-answering model for 1-, 2- and 3-hop questions over a KB or a store (with no --train,
+    on questions made from the graph itself)."""
     from kgmm.cli.output import open_existing_store
     from kgmm.tasks.qa import train_qa as run
 
     options = {"dev": dev, "holdout": holdout, "fusion": fusion, "steps": steps, "epochs": epochs, "seed": seed,
-               "progress": not quiet and not as_json}
+               "synthesize": synthesize, "synthetic_questions": questions, "progress": not quiet and not as_json}
     _one_graph(kb, store)
     if store is not None:
         with open_existing_store(store) as graph_store:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kgmm.errors import ValidationError
@@ -242,6 +243,16 @@ class GraphStore(ABC):
         from kgmm.store.nxgraph import to_networkx
 
         return to_networkx(self)
+
+    def artifact_dir(self, name: str) -> Path:
+        """Return the folder where kgmm keeps what it derives from this store (``name``: e.g. ``"qa-model"``), not
+        created: a server's is under kgmm's cache folder, keyed by its URI and database."""
+        import hashlib
+
+        from kgmm.utils import cache_dir
+
+        key = f"{self.uri}|{getattr(self, 'database', None) or ''}"
+        return cache_dir() / "stores" / hashlib.sha1(key.encode("utf-8")).hexdigest()[:16] / name
 
     def release_memory(self) -> None:  # noqa: B027  (a server backend holds nothing in this process)
         """Give back memory the backend keeps between transactions; called by ingest after each committed batch."""

@@ -216,6 +216,10 @@ class EmbeddedStore(GraphStore):
             self.close()
             raise
 
+    def artifact_dir(self, name: str) -> Path:
+        """The store's own folder keeps what kgmm derives from it (``<store>/kgmm-derived/<name>``)."""
+        return self.path / "kgmm-derived" / name
+
     def __repr__(self) -> str:
         mode = ", read_only=True" if self.read_only else ""
         return f"{type(self).__name__}({self.uri!r}{mode})"

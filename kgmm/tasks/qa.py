@@ -26,12 +26,13 @@ from pathlib import Path
 from kgmm.errors import KgmmError, SourceError, ValidationError
 from kgmm.schema import normalize_name
 from kgmm.sources.questions import Question, mask_topics, parse_question, read_questions
+from kgmm.tasks.qa_synthesis import DEFAULT_QUESTIONS, MAX_ANSWERS
 
 KIND = "kgmm-qa-model"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pt"
 HELDOUT_DIR = "heldout"
-FIX = "train one with `kgmm train qa --kb kb.txt --train questions.txt --out DIR`"
+FIX = "train one with `kgmm train qa --kb kb.txt --out DIR` (questions files optional: --train)"
 DEFAULT_EPOCHS = 12
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 1e-3
@@ -406,13 +407,16 @@ def train_qa(
     batch_size: int = DEFAULT_BATCH_SIZE,
     lr: float = DEFAULT_LR,
     text_model: str | Path | None = None,
+    synthesize: bool | None = None,
+    synthetic_questions: int = DEFAULT_QUESTIONS,
     progress: bool = True,
 ) -> dict:
-    """Train a QA model on a KB and question files; write it to ``out``.
+    """Train a QA model on a KB and question files, or on questions made from the graph; write it to ``out``.
 
     Args:
         kb (str or Path): the KB (``head|relation|tail`` or TAB-separated lines); None with ``store``.
-        train (list of paths): question files (``question with [topic]<TAB>answer1|answer2``), any hop counts.
+        train (list of paths): question files (``question with [topic]<TAB>answer1|answer2``), any hop counts;
+            none: train on questions synthesized from the graph alone (:mod:`kgmm.tasks.qa_synthesis`).
         out (str or Path): the model directory to write.
         store (GraphStore, optional): train over this open store's graph instead of a KB file.
         dev (list of paths, optional): question files to choose the best epoch on (default: 5% of the training
@@ -427,26 +431,28 @@ def train_qa(
         batch_size (int, optional): questions per step (default 64).
         lr (float, optional): AdamW learning rate (default 1e-3).
         text_model (str or Path, optional): a local transformers text model (default all-MiniLM-L6-v2).
+        synthesize (bool, optional): mix in ``synthetic_questions`` made from the graph (default 24,000; by
+            default only when ``train`` is empty).
         progress (bool, optional): print progress (default True).
 
     Returns:
-        dict: counts, per-epoch validation Hits@1, the chosen epoch, seconds, the held-out files.
+        dict: counts, per-epoch validation Hits@1, the chosen epoch, seconds, the held-out files, ``warnings``.
     """
     import torch
 
     from kgmm.nn.qa import GraphQA
     from kgmm.nn.text import TextEncoder
 
-    started = time.perf_counter()
+    started, synthesize = time.perf_counter(), not train if synthesize is None else bool(synthesize)
     steps, fusion = _checked_settings(train, out, holdout=holdout, steps=steps, fusion=fusion, epochs=epochs,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, synthesize=synthesize)
     out = Path(out)
     graph = _training_graph(kb, store)
     relations = list(graph.data.relation_vocab)
-    training, heldout_files = _read_training_questions(train, out, holdout, seed)
-    examples, usable, validation = _link_training_examples(training, graph, dev, seed, train)
+    data = _training_set(graph, relations, train, dev, out, holdout=holdout, seed=seed, steps=steps,
+                         synthesize=synthetic_questions if synthesize else 0, store=store, progress=progress)
     encoder = TextEncoder(text_model)
-    train_set, valid_set = _encode_examples(encoder, usable, validation, progress)
+    train_set, valid_set = _encode_examples(encoder, data.usable, data.validation, progress)
     torch.manual_seed(seed)
     model = GraphQA(len(relations), encoder.dim, steps=steps, fusion=fusion)
     history, best_epoch = _fit(model, graph, train_set, valid_set, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -455,14 +461,15 @@ def train_qa(
     torch.save(model.state_dict(), out / MODEL_FILE)
     result = {
         "kb": graph.source, "train": [str(p) for p in train], "dev": [str(p) for p in dev],
-        "questions": len(training), "linked": sum(1 for e in examples if e.seeds), "trained_on": len(usable),
-        "validation": len(validation), "heldout_files": heldout_files, "best_epoch": best_epoch,
+        "questions": len(data.questions), "linked": data.linked, "trained_on": len(data.usable),
+        "validation": len(data.validation), "heldout_files": data.heldout_files, "best_epoch": best_epoch,
         "valid_hits1": history[best_epoch - 1].get("valid_hits1"),
         "history": history, "seconds": round(time.perf_counter() - started, 1),
+        "synthesized": data.synthesized, "warnings": data.warnings,
     }
     config = _model_config(result, relations, steps=steps, fusion=fusion, text_model=text_model,
                            text_fingerprint=encoder.fingerprint, seed=seed, holdout=holdout)
-    config["template_words"] = template_words(training)
+    config["template_words"] = template_words(data.questions)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return result
 
@@ -481,7 +488,7 @@ def _model_config(result: dict, relations: list[str], *, steps: int, fusion: str
 
 
 def _checked_settings(train: Sequence[str | Path], out: str | Path, *, holdout: float, steps: int | None,
-                      fusion: str | None, epochs: int, batch_size: int) -> tuple[int, str]:
+                      fusion: str | None, epochs: int, batch_size: int, synthesize: bool) -> tuple[int, str]:
     """Check :func:`train_qa`'s settings; return the reasoning steps and fusion strategy, defaults filled in."""
     from kgmm.nn.fusion import FUSION_STRATEGIES
     from kgmm.nn.qa import DEFAULT_FUSION, DEFAULT_STEPS
@@ -496,8 +503,8 @@ def _checked_settings(train: Sequence[str | Path], out: str | Path, *, holdout: 
         raise ValidationError(f"steps must be between 1 and 6, got {steps!r}")
     if epochs < 1 or batch_size < 1:
         raise ValidationError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    if not train:
-        raise ValidationError("expected at least one --train questions file")
+    if not train and not synthesize:
+        raise ValidationError("expected at least one --train questions file, or questions synthesized from the graph")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValidationError(f"{out} exists and is not a directory; pass a new or empty model directory")
@@ -546,13 +553,80 @@ def _link_training_examples(training: Sequence[Question], graph: QAGraph, dev: S
                           "names); check that the questions and the KB spell entities alike", path=str(train[0]))
     rng = random.Random(seed)
     if dev:
-        validation = [e for path in dev for e in (link_question(q, graph) for q in read_questions(path))
-                      if e.seeds and e.answers]
+        validation = _linked_dev(dev, graph)
     else:
         rng.shuffle(usable)
         cut = min(2000, max(1, len(usable) // 20)) if len(usable) > 20 else 0
         validation, usable = usable[:cut], usable[cut:]
     return examples, usable, validation
+
+
+@dataclass
+class _TrainingSet:
+    """What a QA model trains and validates on: every question, the linked examples used, and notes."""
+
+    questions: list[Question]
+    usable: list[Example]
+    validation: list[Example]
+    linked: int = 0
+    heldout_files: list[str] = field(default_factory=list)
+    synthesized: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _training_set(graph: QAGraph, relations: list[str], train: Sequence[str | Path], dev: Sequence[str | Path],
+                  out: Path, *, holdout: float, seed: int, steps: int, synthesize: int, store,
+                  progress: bool) -> _TrainingSet:
+    """The labelled questions of ``train`` (``holdout`` of each kept out), linked, plus ``synthesize``
+    questions made from the graph; validated on ``dev``, else on a share of them."""
+    questions, heldout_files = _read_training_questions(train, out, holdout, seed)
+    examples, usable, validation = (_link_training_examples(questions, graph, dev, seed, train) if questions
+                                    else ([], [], _linked_dev(dev, graph)))
+    data = _TrainingSet(questions, usable, validation, sum(1 for e in examples if e.seeds), heldout_files)
+    if synthesize:
+        made, data.warnings = _synthetic_examples(graph, relations, steps=steps, count=synthesize, seed=seed,
+                                                  store=store, progress=progress)
+        data.questions = questions + [example.question for example in made]
+        data.usable, data.validation = _mixed(usable, validation, made, labelled_dev=bool(dev), seed=seed)
+        data.synthesized, data.linked = len(made), data.linked + len(made)
+    return data
+
+
+def _linked_dev(dev: Sequence[str | Path], graph: QAGraph) -> list[Example]:
+    """The questions of the ``dev`` files that link to the graph, with an answer it names."""
+    return [e for path in dev for e in (link_question(q, graph) for q in read_questions(path)) if e.seeds and e.answers]
+
+
+def _synthetic_examples(graph: QAGraph, relations: list[str], *, steps: int, count: int, seed: int, store,
+                        progress: bool) -> tuple[list[Example], list[str]]:
+    """Questions made from ``graph`` (:func:`kgmm.tasks.qa_synthesis.synthesize_questions`) as linked examples,
+    and a warning naming the relations whose names hold no word."""
+    from kgmm.tasks.qa_synthesis import pack_signal_words, relation_readings, spacy_lemmatizer, synthesize_questions
+
+    signal_words = pack_signal_words(relations) if store is not None else {}
+    readings = relation_readings(relations, signal_words, lemmatize=spacy_lemmatizer())
+    if progress:
+        print(f"synthesizing {count:,} questions from the graph's {len(relations)} relation types ...", flush=True)
+    made = synthesize_questions(graph, relations, steps=steps, count=count, seed=seed, readings=readings)
+    if not made:
+        raise SourceError("no question could be made from the graph: no chain of facts of at most "
+                          f"{steps} steps reaches {MAX_ANSWERS} answers or fewer", path=graph.source)
+    opaque = [reading.relation for reading in readings if reading.opaque]
+    warnings = [f"relation type(s) {', '.join(opaque[:10])} hold no word to ask by; questions about them are "
+                "matched only through labelled examples (--train)"] if opaque else []
+    return [Example(q.question, mask_topics(q.question.text), [q.topic], list(q.answers)) for q in made], warnings
+
+
+def _mixed(usable: list[Example], validation: list[Example], made: list[Example], *, labelled_dev: bool,
+           seed: int) -> tuple[list[Example], list[Example]]:
+    """Add the synthesized examples to the labelled ones; without a labelled dev file, 5% of them (at most 2,000)
+    validate."""
+    made = list(made)
+    random.Random(seed).shuffle(made)
+    cut = 0 if labelled_dev else min(2000, len(made) // 20)
+    combined = usable + made[cut:]
+    random.Random(seed + 1).shuffle(combined)
+    return combined, validation + made[:cut]
 
 
 @dataclass

@@ -1,0 +1,185 @@
+"""Questions synthesized from a graph: relation names read as words, chains sampled with every answer they reach,
+and a QA model trained on them alone answering labelled questions it never saw."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from kgmm.errors import SourceError, ValidationError
+from kgmm.tasks.qa_synthesis import is_opaque, relation_readings, relation_words, synthesize_questions
+
+CLINICS = [f"Clinic {name}" for name in ("North", "South", "East", "West", "Hill", "Lake")]
+DOCTORS = [f"Dr {first} {last}" for first in ("Ana", "Ben", "Cal", "Dee") for last in ("Moss", "Pike", "Reed")]
+DRUGS = ["Aspirin", "Heparin", "Insulin", "Lithium", "Morphine", "Codeine"]
+ILLNESSES = ["Gout", "Asthma", "Mumps", "Rickets", "Scurvy", "Croup", "Shingles"]
+
+
+def care_world(seed: int = 0) -> list[tuple[str, str, str]]:
+    """A made-up graph in camelCase relation names (no MetaQA relation among them)."""
+    rng = random.Random(seed)
+    triples = []
+    for doctor in DOCTORS:
+        triples.append((doctor, "worksAt", rng.choice(CLINICS)))
+        for drug in rng.sample(DRUGS, 2):
+            triples.append((doctor, "prescribes", drug))
+    for drug in DRUGS:
+        for illness in rng.sample(ILLNESSES, 2):
+            triples.append((drug, "treatsCondition", illness))
+    return triples
+
+
+def labelled_questions(triples) -> list[str]:
+    """How a person would ask, worded unlike any synthesis template."""
+    works = {d: c for d, r, c in triples if r == "worksAt"}
+    prescribes: dict[str, set] = {}
+    treats: dict[str, set] = {}
+    for head, relation, tail in triples:
+        if relation == "prescribes":
+            prescribes.setdefault(head, set()).add(tail)
+        elif relation == "treatsCondition":
+            treats.setdefault(head, set()).add(tail)
+    lines = [f"where does [{doctor}] work\t{clinic}" for doctor, clinic in works.items()]
+    lines += [f"which conditions can [{drug}] treat\t{'|'.join(sorted(ills))}" for drug, ills in treats.items()]
+    for doctor, drugs in prescribes.items():
+        illnesses = sorted({i for drug in drugs for i in treats.get(drug, ())})
+        lines.append(f"which conditions are treated by the drugs [{doctor}] prescribes\t{'|'.join(illnesses)}")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synth")
+    triples = care_world()
+    kb = folder / "kb.txt"
+    kb.write_text("".join(f"{h}|{r}|{t}\n" for h, r, t in triples), encoding="utf-8")
+    asked = folder / "asked.txt"
+    asked.write_text("\n".join(labelled_questions(triples)) + "\n", encoding="utf-8")
+    return folder, kb, asked, triples
+
+
+@pytest.mark.parametrize("name, words", [
+    ("directed_by", ["directed", "by"]), ("placeOfBirth", ["place", "of", "birth"]),
+    ("film.film.directed_by", ["directed", "by"]), ("HAS_SYMPTOM", ["has", "symptom"]),
+    ("people/person/nationality", ["nationality"]), ("P31", ["p", "31"]),
+])
+def test_relation_words_split_every_naming_style(name, words):
+    assert relation_words(name) == words
+
+
+def test_opaque_names_are_told_apart_from_words():
+    assert [is_opaque(name) for name in ("P31", "r_12", "R7", "treats", "is_a")] == [True, True, True, False, False]
+    reading = relation_readings(["directed_by"], lemmatize=lambda words: ["direct", "by"])[0]
+    assert reading.phrases[:2] == ("directed by", "direct by")
+    assert (reading.agent_verb, reading.agent_base) == ("directed", "direct")
+    assert relation_readings(["HAS_GENRE"])[0].phrases == ("has genre", "genre")
+    assert relation_readings(["TREATS"], {"TREATS": ["cures", "treats"]})[0].phrases == ("treats", "cures")
+
+
+def test_every_synthesized_answer_is_what_its_chain_reaches(world):
+    from kgmm.sources.triples import relation_type
+    from kgmm.tasks.qa import kb_graph
+
+    _, kb, _, triples = world
+    graph = kb_graph(kb)
+    relations = list(graph.data.relation_vocab)
+    made = synthesize_questions(graph, relations, steps=3, count=300, seed=1)
+    assert len(made) >= 250 and {len(q.chain) for q in made} == {1, 2, 3}
+    names = graph.data.entity_names
+    edges = {(h, relation_type(r), t) for h, r, t in triples}
+    for question in made:
+        frontier = {names[question.topic]}
+        for key in question.chain:
+            relation, forward = relations[key % len(relations)], key < len(relations)
+            frontier = {(t if forward else h) for h, r, t in edges if r == relation and (h if forward else t) in frontier}
+            frontier.discard(names[question.topic])
+        assert sorted(names[a] for a in question.answers) == sorted(frontier)
+        assert question.question.topics == [names[question.topic]]
+        assert f"[{names[question.topic]}]" in question.question.text
+    assert any("works at" in q.question.text for q in made) and any("treats condition" in q.question.text for q in made)
+
+
+def test_zero_label_model_answers_questions_it_never_saw(world, tmp_path):
+    from kgmm.tasks.qa import evaluate_qa, train_qa
+
+    _, kb, asked, _ = world
+    result = train_qa(kb, [], tmp_path / "model", synthetic_questions=1000, epochs=8, batch_size=32, lr=3e-3,
+                      steps=2, progress=False)
+    assert result["synthesized"] == 1000 and result["questions"] >= 900 and result["warnings"] == []
+    config = json.loads((tmp_path / "model" / "config.json").read_text(encoding="utf-8"))
+    assert config["training"]["train"] == []
+    metrics = evaluate_qa(tmp_path / "model", kb, asked)
+    assert metrics["reachable_hits1"] >= 0.6, metrics
+
+
+def test_opaque_relations_train_with_a_warning_and_bad_graphs_are_refused(tmp_path):
+    from kgmm.tasks.qa import train_qa
+
+    kb = tmp_path / "kb.txt"
+    kb.write_text("".join(f"e{i}|P31|e{i + 1}\ne{i}|P279|c{i % 3}\n" for i in range(30)), encoding="utf-8")
+    result = train_qa(kb, [], tmp_path / "model", synthetic_questions=200, epochs=1, steps=2, progress=False)
+    assert len(result["warnings"]) == 1 and "P31" in result["warnings"][0] and "--train" in result["warnings"][0]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises((SourceError, ValidationError)) as error:
+        train_qa(empty, [], tmp_path / "none", progress=False)
+    assert str(empty) in str(error.value)
+    assert not (tmp_path / "none").exists()
+
+
+def _store_of(triples, folder):
+    from kgmm.schema import Relation
+    from kgmm.sources.triples import read_triples
+    from kgmm.store import open_store
+
+    kb = folder / "facts.txt"
+    kb.write_text("".join(f"{h}|{r}|{t}\n" for h, r, t in triples), encoding="utf-8")
+    read = read_triples(kb)
+    store = open_store(folder / "store")
+    store.upsert_entities(read.entities)
+    store.upsert_relations([Relation(r.head, r.type, r.tail, 1.0, "triples", [], []) for r in read.relations])
+    return store
+
+
+def test_ask_a_store_trains_its_own_model_once_and_again_when_relations_change(world, tmp_path, monkeypatch):
+    import kgmm.app.ask as ask_module
+    from kgmm.app.ask import ask
+
+    monkeypatch.setattr(ask_module, "MIN_QUESTIONS", 600)
+    monkeypatch.setattr(ask_module, "QUESTIONS_PER_FACT", 1)
+    monkeypatch.setattr(ask_module, "AUTO_EPOCHS", 4)
+    _, _, _, triples = world
+    doctor, clinic = next((h, t) for h, r, t in triples if r == "worksAt")
+    notices: list[str] = []
+    with _store_of(triples, tmp_path) as store:
+        result = ask(store, f"where does [{doctor}] work", notice=notices.append)
+        home = store.artifact_dir("qa-model")
+        assert result["model"] == str(home) and (home / "config.json").is_file()
+        assert [a["name"] for a in result["answers"]][:1] == [clinic]
+        assert result["answers"][0]["path"][0]["relation"] == "WORKS_AT"
+        assert len(notices) == 1 and str(home) in notices[0] and "it has none yet" in notices[0]
+        trained = (home / "model.pt").stat().st_mtime_ns
+        ask(store, f"where does [{doctor}] work", notice=notices.append)
+        assert len(notices) == 1 and (home / "model.pt").stat().st_mtime_ns == trained  # warm: not trained again
+        from kgmm.schema import Relation
+
+        store.upsert_relations([Relation(store.find_entities(doctor)[0].entity.id, "MENTORS",
+                                         store.find_entities(DOCTORS[1])[0].entity.id, 1.0, "hand", [], [])])
+        ask(store, f"who does [{doctor}] mentor", notice=notices.append)
+        assert len(notices) == 2 and "relation types changed" in notices[1]
+        assert "MENTORS" in json.loads((home / "config.json").read_text(encoding="utf-8"))["relations"]
+        assert not list(home.parent.glob(".training-*"))  # the staging folder is gone
+
+
+def test_ask_a_store_without_relations_says_so_and_writes_nothing(tmp_path):
+    from kgmm.app.ask import ask
+    from kgmm.schema import Entity
+    from kgmm.store import open_store
+
+    with open_store(tmp_path / "store") as store:
+        store.upsert_entities([Entity("general:thing:a", "A", "Thing", "general")])
+        with pytest.raises(SourceError, match="holds no relations"):
+            ask(store, "what is [A]")
+        assert not store.artifact_dir("qa-model").parent.exists()
