@@ -30,6 +30,7 @@ from kgmm.domains.knowledge import load_knowledge
 from kgmm.errors import SourceError, ValidationError
 from kgmm.sources.cases import KNOWLEDGE_FILE, Case, LabelKnowledge, read_cases
 from kgmm.tasks.checkpoint import CONFIG_FILE, read_model_config
+from kgmm.tasks.metrics import macro_f1
 from kgmm.utils import shorten
 
 KIND = "kgmm-diagnosis-model"
@@ -487,20 +488,6 @@ def diagnosis_metrics(probabilities, gold: Sequence[int | None], labels: Sequenc
     confidence = probabilities.max(dim=1).values.tolist()
     top1 = [row[0] == g for row, g in zip(top, gold, strict=True)]
     top3 = [g in row for row, g in zip(top, gold, strict=True)]
-    tp: Counter = Counter()
-    fp: Counter = Counter()
-    fn: Counter = Counter()
-    for row, g in zip(top, gold, strict=True):
-        if row[0] == g:
-            tp[g] += 1
-        else:
-            fp[row[0]] += 1
-            fn[g] += 1
-    classes = {g for g in gold} | set(fp)
-    f1s = []
-    for c in classes:
-        denominator = 2 * tp[c] + fp[c] + fn[c]
-        f1s.append(2 * tp[c] / denominator if denominator else 0.0)
     ece = 0.0
     for b in range(ECE_BINS):
         low, high = b / ECE_BINS, (b + 1) / ECE_BINS
@@ -510,7 +497,7 @@ def diagnosis_metrics(probabilities, gold: Sequence[int | None], labels: Sequenc
             mean_confidence = sum(confidence[i] for i in members) / len(members)
             ece += len(members) / n * abs(accuracy - mean_confidence)
     return {"cases": n, "top1": round(sum(top1) / n, 4), "top3": round(sum(top3) / n, 4),
-            "macro_f1": round(sum(f1s) / len(f1s), 4), "ece": round(ece, 4),
+            "macro_f1": round(macro_f1(gold, [row[0] for row in top]), 4), "ece": round(ece, 4),
             "unknown_labels": sum(g is None for g in gold)}
 
 
