@@ -41,7 +41,7 @@ from kgmm.schema import (
 from kgmm.store import records
 from kgmm.store.base import PAGE_SIZE, GraphStore, Retraction
 from kgmm.store.queries import ladybug as queries
-from kgmm.utils import paused_gc
+from kgmm.utils import batched, paused_gc
 
 DATABASE_FILE = "graph.lbdb"
 # LadybugDB reserves 8 TiB of address space per database by default: only ~15 fit in one process.
@@ -357,7 +357,7 @@ class EmbeddedStore(GraphStore):
 
     def _existing_ids(self, query: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in records.chunks(list(ids), _LOOKUP_CHUNK):
+        for chunk in batched(list(ids), _LOOKUP_CHUNK):
             found.update(row["id"] for row in self._rows(query, {"ids": list(chunk)}, action="look up keys"))
         return found
 
@@ -414,8 +414,8 @@ class EmbeddedStore(GraphStore):
         CREATE`` goes through the write-ahead log: 5000 rows take ~20 ms. From ~100k rows COPY is faster.
         """
         if not copy:
-            for start in range(0, rows.num_rows, _CREATE_ROWS):
-                self._execute(table.create, {"rows": rows.slice(start, _CREATE_ROWS)}, action=action)
+            for part in batched(rows, _CREATE_ROWS):
+                self._execute(table.create, {"rows": part}, action=action)
             return
         self._execute(table.copy, {"rows": rows}, action=action)
 
@@ -570,7 +570,7 @@ class EmbeddedStore(GraphStore):
     def _stored_mention_keys(self, source_ids: list[str]) -> set[tuple[str, str, int, int]]:
         stored: set[tuple[str, str, int, int]] = set()
         if self._scan_is_cheaper(queries.count_mentions(), len(source_ids)):
-            for chunk in records.chunks(source_ids, _LOOKUP_CHUNK):
+            for chunk in batched(source_ids, _LOOKUP_CHUNK):
                 for row in self._rows(queries.mention_keys_of_sources(), {"ids": list(chunk)}, action="look up mentions"):
                     stored.add((row["entity_id"], row["source_id"], row["start_char"], row["end_char"]))
             return stored
@@ -657,7 +657,7 @@ class EmbeddedStore(GraphStore):
         if not self._source_domain:
             return dict.fromkeys(self._known_sources(source_ids), "")
         found: dict[str, str] = {}
-        for chunk in records.chunks(source_ids, _LOOKUP_CHUNK):
+        for chunk in batched(source_ids, _LOOKUP_CHUNK):
             for row in self._rows(queries.source_domains(), {"ids": list(chunk)}, action="read source domains"):
                 found[row["id"]] = row["domain"] or ""
         return found
@@ -712,7 +712,7 @@ class EmbeddedStore(GraphStore):
 
     def _entities_by_id(self, entity_ids: Sequence[str]) -> dict[str, Entity]:
         found: dict[str, Entity] = {}
-        for chunk in records.chunks(list(dict.fromkeys(entity_ids)), _LOOKUP_CHUNK):
+        for chunk in batched(list(dict.fromkeys(entity_ids)), _LOOKUP_CHUNK):
             result = self._execute(queries.entities_by_id(), {"ids": list(chunk)}, action="read entities")
             for entity_id, name, type_, domain, aliases, ontology_ids in result.get_all():
                 found[entity_id] = Entity(entity_id, name or "", type_ or "", domain or "", aliases or [], ontology_ids or [])
@@ -720,7 +720,7 @@ class EmbeddedStore(GraphStore):
 
     def _get_sources(self, source_ids: list[str]) -> dict[str, Source]:
         found: dict[str, Source] = {}
-        for chunk in records.chunks(source_ids, _LOOKUP_CHUNK):
+        for chunk in batched(source_ids, _LOOKUP_CHUNK):
             for row in self._rows(queries.sources_by_id(), {"ids": list(chunk)}, action="read sources"):
                 source = records.source_from_row(row)
                 found[source.id] = source
@@ -732,7 +732,7 @@ class EmbeddedStore(GraphStore):
         if stored_type != relation_type:
             return []
         found = []
-        for chunk in records.chunks(pairs, _LOOKUP_CHUNK):
+        for chunk in batched(pairs, _LOOKUP_CHUNK):
             wanted = set(chunk)
             parameters = {"heads": list(dict.fromkeys(h for h, _ in chunk)), "tails": list(dict.fromkeys(t for _, t in chunk))}
             found += [records.relation_from_row({**row, "type": relation_type})
@@ -748,7 +748,7 @@ class EmbeddedStore(GraphStore):
     def _subgraph(self, entity_ids: list[str], hops: int, limit: int) -> Subgraph:
         seeds = list(dict.fromkeys(str(entity_id) for entity_id in entity_ids))
         node_of: dict[str, int] = {}
-        for chunk in records.chunks(seeds, _LOOKUP_CHUNK):
+        for chunk in batched(seeds, _LOOKUP_CHUNK):
             for entity_id, node in self._execute(queries.entity_nodes(), {"ids": list(chunk)},
                                                  action="look up entities").get_all():
                 node_of[entity_id] = node

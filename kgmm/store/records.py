@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
 from kgmm.errors import ValidationError
 from kgmm.schema import PROVENANCE_EXTRACTED, Entity, EntityMatch, Mention, Relation, Source, normalize_name
-from kgmm.utils import batched
 
 SOURCE_COLUMNS = (
     "id", "kind", "text", "origin", "title", "image_path", "subject", "subject_type", "attributes", "metadata",
@@ -30,11 +29,6 @@ EXACT_MATCH_SLACK = 100
 def union(first: Iterable[str], second: Iterable[str]) -> list[str]:
     """Return the order-stable union of two string lists."""
     return list(dict.fromkeys([*first, *second]))
-
-
-def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    """Slices of ``items`` of at most ``size``: :func:`kgmm.utils.batched`, under the name the embedded store calls."""
-    return batched(items, size)
 
 
 def alias_keys(aliases: Iterable[str]) -> list[str]:
