@@ -27,26 +27,6 @@ if TYPE_CHECKING:
 DEFAULT_SIZES = (1, 5, 20, None)  # None: every training case
 
 
-def parse_sizes(text: str) -> list[int | None]:
-    """``"1,5,20,all"`` -> ``[1, 5, 20, None]``.
-
-    Raises:
-        ValidationError: for anything but positive integers and ``all``.
-    """
-    sizes: list[int | None] = []
-    for part in text.split(","):
-        part = part.strip().lower()
-        if part == "all":
-            sizes.append(None)
-        elif part.isdigit() and int(part) > 0:
-            sizes.append(int(part))
-        else:
-            raise ValidationError(f"--sizes: {part!r} is not a positive number of cases per label or 'all'")
-    if not sizes:
-        raise ValidationError("--sizes: give at least one size, e.g. 1,5,20,all")
-    return sizes
-
-
 def learning_curve(path: str | Path, dataset: str, out: str | Path, *, sizes: Sequence[int | None] = DEFAULT_SIZES,
                    adapt_from: str | Path | None = None, holdout: float = 0.2, seed: int = 0,
                    epochs: int = 200, **options) -> dict:
@@ -121,7 +101,7 @@ def plot_curve(rows: Sequence[dict], out_png: str | Path, *, title: str = "") ->
     return out_png
 
 
-__all__ = ["DEFAULT_SIZES", "learning_curve", "parse_sizes", "plot_curve"]
+__all__ = ["DEFAULT_SIZES", "learning_curve", "plot_curve"]
 
 
 def bench_diagnose(model: DiagnosisModel, cases: Sequence[Case], *, count: int = 200) -> dict:

@@ -147,7 +147,8 @@ def bench_curve(
 ) -> None:
     """Learning curve: held-out top-1 for 1, 5, 20 and all labelled cases per label, from scratch vs adapted,
     with vs without the graph; writes OUT/learning_curve.json and OUT/learning_curve.png."""
-    from kgmm.bench.diagnosis import learning_curve, parse_sizes
+    from kgmm.bench import parse_sizes
+    from kgmm.bench.diagnosis import learning_curve
 
     result = learning_curve(path, dataset, out, sizes=parse_sizes(sizes), adapt_from=adapt_from, seed=seed)
     if as_json:

@@ -169,9 +169,34 @@ def bench_qa(
     emit({"title": f"QA benchmark ({model})", **result}, as_json, render_metrics)
 
 
+def bench_qa_curve(
+    kb: Path = typer.Option(Path("../shared/data/metaqa/kb.txt"), "--kb", help="The KB (default: MetaQA's)."),
+    questions: list[Path] = typer.Option(..., "--questions", "-q", help="Labelled question files, one per hop "
+                                         "count say (repeatable); each is split into a test set and a pool."),
+    out: Path = typer.Option(Path("qa-curve"), "--out", "-o", help="Folder for the models, qa_curve.json and .png."),
+    sizes: str = typer.Option("0,10,100,all", "--sizes", help="Labelled questions per file on top of the "
+                              "synthesized ones (0: zero-label)."),
+    test_share: float = typer.Option(0.5, "--test-share", help="Share of each file held out as its test set."),
+    synthetic: int = typer.Option(24_000, "--synthetic", help="Questions synthesized from the graph per model."),
+    epochs: int = typer.Option(6, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Learning curve of QA: held-out reachable Hits@1 with 0, 10, 100 and all labelled questions per file, on top
+    of the questions made from the graph; writes OUT/qa_curve.json and OUT/qa_curve.png."""
+    from kgmm.bench import parse_sizes
+    from kgmm.bench.qa_curve import qa_curve
+
+    result = qa_curve(kb, questions, out, sizes=parse_sizes(sizes, minimum=0, unit="labelled questions per file"),
+                      test_share=test_share, synthetic_questions=synthetic, epochs=epochs, seed=seed,
+                      progress=not as_json)
+    emit({"title": "QA learning curve", **result}, as_json, render_metrics)
+
+
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``ask``, ``train qa``, ``eval qa`` and ``bench qa``."""
+    """Add ``ask``, ``train qa``, ``eval qa``, ``bench qa`` and ``bench qa-curve``."""
     app.command("ask")(ask)
     train_app.command("qa")(train_qa)
     eval_app.command("qa")(eval_qa)
     bench_app.command("qa")(bench_qa)
+    bench_app.command("qa-curve")(bench_qa_curve)

@@ -83,3 +83,11 @@ def read_questions(path: str | Path) -> list[Question]:
 
 
 __all__ = ["MAX_QUESTION_CHARS", "Question", "mask_topics", "parse_question", "read_questions"]
+
+
+def write_questions(questions: list[Question], path: str | Path) -> Path:
+    """Write ``questions`` in the format :func:`read_questions` reads (folders created as needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{q.text}\t{'|'.join(q.answers)}\n" for q in questions), encoding="utf-8")
+    return path

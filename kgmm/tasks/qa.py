@@ -25,8 +25,9 @@ from pathlib import Path
 
 from kgmm.errors import KgmmError, SourceError, ValidationError
 from kgmm.schema import normalize_name
-from kgmm.sources.questions import Question, mask_topics, parse_question, read_questions
+from kgmm.sources.questions import Question, mask_topics, parse_question, read_questions, write_questions
 from kgmm.tasks.qa_synthesis import DEFAULT_QUESTIONS, MAX_ANSWERS
+from kgmm.utils import batched
 
 KIND = "kgmm-qa-model"
 FORMAT_VERSION = 1
@@ -387,11 +388,6 @@ def _split(questions: list[Question], holdout: float, seed: int) -> tuple[list[Q
     return ([q for i, q in enumerate(questions) if i not in held], [q for i, q in enumerate(questions) if i in held])
 
 
-def _write_questions(questions: Sequence[Question], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{q.text}\t{'|'.join(q.answers)}\n" for q in questions), encoding="utf-8")
-
-
 def train_qa(
     kb: str | Path | None,
     train: Sequence[str | Path],
@@ -537,7 +533,7 @@ def _read_training_questions(train: Sequence[str | Path], out: Path, holdout: fl
         training += kept
         if held:
             target = out / HELDOUT_DIR / Path(path).name
-            _write_questions(held, target)
+            write_questions(held, target)
             heldout_files.append(str(target))
     return training, heldout_files
 
@@ -662,8 +658,10 @@ def _fit(model, graph: QAGraph, train: _Encoded, valid: _Encoded | None, *, epoc
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     batches_per_epoch = (len(train.examples) + batch_size - 1) // batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=epochs * batches_per_epoch,
-                                                   pct_start=0.1)
+    total_steps = epochs * batches_per_epoch
+    # a warm-up of at least two steps: OneCycleLR divides by the warm-up's length, zero for a short run
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total_steps,
+                                                   pct_start=min(0.5, max(0.1, 2 / total_steps)))
     history = []
     best = (-math.inf, 0, None)  # the score is -loss without a validation split, and a loss may stay above 1
     stale = 0
@@ -695,8 +693,7 @@ def _train_epoch(model, graph: QAGraph, train: _Encoded, optimiser, schedule, ba
     model.train()
     order = torch.randperm(len(train.examples)).tolist()
     total, epoch_started = 0.0, time.perf_counter()
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+    for index in batched(order, batch_size):
         batch = [train.examples[i] for i in index]
         seeds = _dense([e.seeds for e in batch], graph.num_nodes)
         target = _dense([e.answers for e in batch], graph.num_nodes)
@@ -728,11 +725,10 @@ def _hits_at_1(model, graph: QAGraph, examples: Sequence[Example], states, mask,
 
     hits = 0
     with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            batch = examples[start:start + batch_size]
+        for batch, batch_states, batch_mask in zip(batched(list(examples), batch_size), batched(states, batch_size),
+                                                   batched(mask, batch_size), strict=True):
             reasoning = model(graph.graph, _dense([e.seeds for e in batch], graph.num_nodes),
-                              {"question": states[start:start + batch_size]},
-                              {"question": mask[start:start + batch_size]})
+                              {"question": batch_states}, {"question": batch_mask})
             values, top = reasoning.scores.max(dim=0)
             hits += sum(1 for e, v, n in zip(batch, values.tolist(), top.tolist(), strict=True)
                         if v > 0 and n in e.answers)
@@ -762,9 +758,9 @@ def evaluate_qa(model_dir: str | Path | None, kb: str | Path | None, questions: 
     answering = 0.0
     hits = f1 = reach_hits = reach_f1 = 0.0
     reachable = unlinked = 0
-    for start in range(0, len(read), batch_size):
+    for questions_batch in batched(read, batch_size):
         began = time.perf_counter()  # answering: linking, encoding and reasoning, batched
-        batch = [link_question(q, graph) for q in read[start:start + batch_size]]
+        batch = [link_question(q, graph) for q in questions_batch]
         linked = [e for e in batch if e.seeds]
         if linked:
             scores = model.reason(linked, graph).scores

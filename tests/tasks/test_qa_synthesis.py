@@ -183,3 +183,19 @@ def test_ask_a_store_without_relations_says_so_and_writes_nothing(tmp_path):
         with pytest.raises(SourceError, match="holds no relations"):
             ask(store, "what is [A]")
         assert not store.artifact_dir("qa-model").parent.exists()
+
+
+def test_qa_curve_trains_a_model_per_size_and_scores_every_file(world, tmp_path):
+    from kgmm.bench.qa_curve import qa_curve
+
+    _, kb, asked, _ = world
+    result = qa_curve(kb, [asked], tmp_path / "curve", sizes=[0, 4, None], test_share=0.5, synthetic_questions=300,
+                      epochs=2, steps=2)
+    assert [(row["labelled"], row["file"]) for row in result["rows"]] == [("0", "asked.txt"), ("4", "asked.txt"),
+                                                                          ("all", "asked.txt")]
+    assert all(row["questions"] == 15 and 0.0 <= row["reachable_hits1"] <= 1.0 for row in result["rows"])
+    assert len((tmp_path / "curve" / "train-4" / "asked.txt").read_text(encoding="utf-8").splitlines()) == 4
+    assert len((tmp_path / "curve" / "train-all" / "asked.txt").read_text(encoding="utf-8").splitlines()) == 15
+    assert not (tmp_path / "curve" / "train-0").exists()
+    assert (tmp_path / "curve" / "qa_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "curve" / "qa_curve.json").read_text(encoding="utf-8"))["rows"] == result["rows"]
