@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kgmm.errors import KgmmError, MissingDependencyError, ValidationError
+from kgmm.utils import batched
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -95,7 +96,7 @@ class TextEncoder:
         batch_size = batch_size or self.batch_size
         out = torch.empty(len(texts), self.dim)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad little
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = list(batched(order, batch_size))
         if progress:
             from tqdm.auto import tqdm
 
@@ -126,7 +127,7 @@ class TextEncoder:
         batch_size = batch_size or self.batch_size
         max_length = max_length or self.max_length
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = list(batched(order, batch_size))
         if progress:
             from tqdm.auto import tqdm
 

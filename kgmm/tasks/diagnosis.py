@@ -31,7 +31,7 @@ from kgmm.errors import SourceError, ValidationError
 from kgmm.sources.cases import KNOWLEDGE_FILE, Case, LabelKnowledge, read_cases
 from kgmm.tasks.checkpoint import CONFIG_FILE, read_model_config
 from kgmm.tasks.metrics import macro_f1
-from kgmm.utils import shorten
+from kgmm.utils import batched, shorten
 
 KIND = "kgmm-diagnosis-model"
 FORMAT_VERSION = 1
@@ -44,8 +44,6 @@ DEFAULT_DOMAIN = {"ddxplus": "medical", "symptom2disease": "medical", "fashion":
                   "jsonl": "medical"}
 ECE_BINS = 15
 
-
-# ---- knowledge -------------------------------------------------------------------------------------
 
 def case_knowledge(cases: Sequence[Case], *, min_count: int = 2, min_share: float = 0.15,
                    min_lift: float = 3.0) -> LabelKnowledge:
@@ -89,8 +87,6 @@ def text_knowledge(label_texts: dict[str, str], *, domain: str = "medical", sour
         knowledge.finding_names.update(names)
     return knowledge
 
-
-# ---- reading findings from text --------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=4)
 def _extractor(domain: str):
@@ -169,8 +165,6 @@ def read_case_text(cases: Sequence[Case], reader: FindingReader, names: dict[str
     return out
 
 
-# ---- the model -------------------------------------------------------------------------------------
-
 @dataclass
 class Features:
     """Tensors of a batch of cases."""
@@ -221,8 +215,6 @@ class DiagnosisModel:
         self._text = None
         self._torch = torch
 
-    # -- construction --
-
     @classmethod
     def from_knowledge(cls, knowledge: LabelKnowledge, *, domain: str = "medical") -> DiagnosisModel:
         """The knowledge-only model: the graph alone, with its prior weights (no labelled case needed)."""
@@ -262,8 +254,6 @@ class DiagnosisModel:
         config = {k: v for k, v in self.config.items() if k != "path"}
         config["temperature"] = self.temperature
         (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
-
-    # -- features --
 
     @property
     def modalities(self) -> dict[str, int]:
@@ -350,8 +340,6 @@ class DiagnosisModel:
             states[given] = encode_image_files([images[i] for i in given], self.config.get("vision_model"))
         return states, mask
 
-    # -- prediction --
-
     def logits(self, batch: Features):
         with self._torch.no_grad():
             return self.net(batch.features, batch.present, batch.absent, batch.masks)
@@ -361,8 +349,8 @@ class DiagnosisModel:
         torch = self._torch
         cases = self.read_text(cases)
         out = []
-        for start in range(0, len(cases), batch_size):
-            batch = self.featurize(cases[start:start + batch_size])
+        for chunk in batched(cases, batch_size):
+            batch = self.featurize(chunk)
             out.append(torch.softmax(self.logits(batch) / self.temperature, dim=1))
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
@@ -440,8 +428,6 @@ class DiagnosisModel:
         finding = self.findings[int(edges[1, e])]
         return {**self._named(finding), "relation": self.relations[int(edges[2, e])], "weight": round(weight, 3)}
 
-    # -- user input --
-
     def resolve_findings(self, names: Sequence[str]) -> list[str]:
         """Finding ids for what a user typed: an id (``DDXPLUS:E_53``), a bare code (``E_53``, ``E_204_@_V_1``)
         or a finding's name, case-insensitive.
@@ -472,8 +458,6 @@ class DiagnosisModel:
         return resolved
 
 
-# ---- metrics ---------------------------------------------------------------------------------------
-
 def diagnosis_metrics(probabilities, gold: Sequence[int | None], labels: Sequence[str]) -> dict:
     """Top-1/top-3 accuracy, macro-F1 over the labels that occur, expected calibration error (15 bins).
 
@@ -500,8 +484,6 @@ def diagnosis_metrics(probabilities, gold: Sequence[int | None], labels: Sequenc
             "macro_f1": round(macro_f1(gold, [row[0] for row in top]), 4), "ece": round(ece, 4),
             "unknown_labels": sum(g is None for g in gold)}
 
-
-# ---- training --------------------------------------------------------------------------------------
 
 def _split(cases: list[Case], fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
     """Hold out ``fraction`` of each label's cases (at least one case of a label with three or more)."""
@@ -804,8 +786,7 @@ def _fit(model: DiagnosisModel, batches: dict, gold: dict, *, epochs: int, lr: f
     for epoch in iterator:
         net.train()
         order = torch.randperm(size, generator=generator)
-        for start in range(0, size, batch_size):
-            index = order[start:start + batch_size]
+        for index in batched(order, batch_size):
             logits = net({m: x[index] for m, x in data.features.items()}, data.present[index], data.absent[index],
                          {m: x[index] for m, x in data.masks.items()})
             loss = torch.nn.functional.cross_entropy(logits, gold["fit"][index], label_smoothing=label_smoothing)
@@ -898,8 +879,6 @@ def fit_temperature(logits, gold, *, prior_sigma: float = 0.5) -> float:
     optimizer.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
-
-# ---- evaluation ------------------------------------------------------------------------------------
 
 def open_diagnosis_model(model_dir: str | Path | None, knowledge: str | Path | None = None,
                          domain: str = "medical") -> DiagnosisModel:

@@ -23,6 +23,7 @@ from kgmm.tasks.extraction.data import (
 )
 from kgmm.tasks.extraction.decode import _bio_tags, _decode_spans, _propagate_mentions
 from kgmm.tasks.extraction.pairs import _N_PAIR_FEATURES, _build_pairs, _collate_pairs
+from kgmm.utils import batched
 
 if TYPE_CHECKING:
     from kgmm.nn.extraction import ExtractionNet
@@ -109,7 +110,7 @@ class ExtractionModel:
         encoded = [self.encode(text, spans) for text, spans in zip(texts, spans_list, strict=True)]
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i].piece_ids))
         results: list[Prediction | None] = [None] * len(texts)
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        batches = list(batched(order, batch_size))
         with torch.inference_mode():
             for batch in tqdm(batches, desc="predict", disable=not progress, leave=False):
                 for index, prediction in zip(batch, self._predict_batch([encoded[i] for i in batch]), strict=True):

@@ -32,7 +32,7 @@ from kgmm.tasks.extraction.decode import _decode_spans, _tag_pieces
 from kgmm.tasks.extraction.evaluate import evaluate_extraction
 from kgmm.tasks.extraction.pairs import _build_pairs, _collate_pairs, _PairInputs, _training_priors
 from kgmm.tasks.extraction.predict import FORMAT_VERSION, MODEL_KIND, ExtractionModel, _new_net
-from kgmm.utils import package_versions, seed_everything
+from kgmm.utils import batched, package_versions, seed_everything
 
 if TYPE_CHECKING:
     import torch
@@ -271,8 +271,8 @@ def _epoch_batches(data: _TrainingData, batch_examples: int, rng: random.Random)
     order = list(range(len(data.examples)))
     rng.shuffle(order)
     # Similar lengths in a batch waste less padding; chunks of 50 keep the order random.
-    chunks = [sorted(order[i : i + 50], key=lambda j: len(data.encoded[j].piece_ids)) for i in range(0, len(order), 50)]
-    batches = [c[i : i + batch_examples] for c in chunks for i in range(0, len(c), batch_examples)]
+    chunks = [sorted(chunk, key=lambda j: len(data.encoded[j].piece_ids)) for chunk in batched(order, 50)]
+    batches = [batch for chunk in chunks for batch in batched(chunk, batch_examples)]
     rng.shuffle(batches)
     return batches
 
@@ -294,7 +294,7 @@ def _fit(
     net = model.net
     data = _training_data(model, examples, spec)
     rng = random.Random(seed)
-    chunk_sizes = [min(50, len(examples) - i) for i in range(0, len(examples), 50)]
+    chunk_sizes = [len(chunk) for chunk in batched(examples, 50)]
     batches_per_epoch = sum(math.ceil(size / spec.batch_examples) for size in chunk_sizes)
     total_steps = min(epochs * batches_per_epoch, max_steps or 10**9)
     optimizer, scheduler = _optimizer(net, spec, total_steps)
