@@ -34,7 +34,8 @@ def render_diagnoses(result: dict) -> None:
         out.print(f"{rank}. [bold]{entry['label']}[/]  p={entry['probability']:.3f}", highlight=False)
         for key, sign in (("supports", "+"), ("against", "-")):
             for item in entry[key]:
-                out.print(f"     {sign} {item['name']}  ({item['relation']}, {item['weight']:.2f})", markup=False,
+                cited = f"  stated in {', '.join(item['sources'][:3])}" if item.get("sources") else ""
+                out.print(f"     {sign} {item['name']}  ({item['relation']}, {item['weight']:.2f}){cited}", markup=False,
                           highlight=False)
 
 
@@ -53,6 +54,8 @@ def diagnose(
     image: Path | None = typer.Option(None, "--image", help="An image of the case (for models trained with images)."),
     model: Path | None = typer.Option(None, "--model", "-m", help=f"Model from `kgmm train diagnosis` (default ${MODEL_ENV})."),
     knowledge: Path | None = KnowledgeOption,
+    store: str | None = typer.Option(None, "--store", "-s", help="Rank the conditions of your own graph (its "
+                                     "Disease entities, by the findings it links to them), knowledge-only."),
     domain: str = typer.Option("medical", "--domain", help="Domain pack that reads --text (knowledge-only mode)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Diagnoses to show."),
     age: float | None = typer.Option(None, "--age"),
@@ -64,9 +67,16 @@ def diagnose(
     """Rank diagnoses for a case, each with the graph evidence for and against it."""
     from kgmm.app.diagnose import diagnose_case
 
-    result = diagnose_case(_model(model, knowledge, domain), text=text, findings=findings.split(","),
-                           absent=absent.split(","), image=image, age=age, sex=sex, top_k=top_k,
-                           rank_anyway=rank_anyway)
+    if store is not None:
+        from kgmm.cli.output import open_existing_store
+        from kgmm.tasks.diagnosis import open_diagnosis_model
+
+        with open_existing_store(store) as graph_store:
+            chosen = open_diagnosis_model(None, domain=domain, store=graph_store)
+    else:
+        chosen = _model(model, knowledge, domain)
+    result = diagnose_case(chosen, text=text, findings=findings.split(","), absent=absent.split(","), image=image,
+                           age=age, sex=sex, top_k=top_k, rank_anyway=rank_anyway)
     emit(result, as_json, render_diagnoses)
 
 

@@ -59,6 +59,8 @@ class DomainPack:
         attribute_hierarchy (tuple[tuple[str, str], ...]): (child type, parent type) pairs of structured
             attributes that are linked to each other when a source carries both (a taxonomy: article type
             within sub-category), by the first relation rule the pack has between the two types.
+        condition_types (tuple[str, ...]): the entity types a diagnosis ranks (``Disease``), from a store's graph.
+        finding_types (tuple[str, ...]): the entity types that count as a case's findings for them.
         model_labels (dict): entity type of a trained extraction model -> entity type of this pack.
         model_relations (dict): relation type of a trained extraction model -> relation type of this pack.
     """
@@ -76,6 +78,8 @@ class DomainPack:
     title_subject_type: str | None = None
     subject_anchor_types: tuple[str, ...] = ()
     attribute_hierarchy: tuple[tuple[str, str], ...] = ()
+    condition_types: tuple[str, ...] = ()
+    finding_types: tuple[str, ...] = ()
     model_labels: dict = field(default_factory=dict)
     model_relations: dict = field(default_factory=dict)
     description: str = ""
@@ -112,6 +116,13 @@ def load_domain(name_or_path: str) -> DomainPack:
         return _parse_pack(raw, path)
     except (ValueError, KeyError, TypeError) as e:
         raise DomainError(f"{path / 'pack.json'}: malformed domain pack ({e}); compare with {PACKS_DIR / 'general' / 'pack.json'}") from e
+
+
+def _known_types(types, entity_types: tuple[str, ...], field_name: str) -> tuple[str, ...]:
+    unknown = sorted(set(types) - set(entity_types))
+    if unknown:
+        raise ValueError(f"{field_name} names unknown entity types {unknown}")
+    return tuple(types)
 
 
 def _parse_pack(raw: dict, path: Path) -> DomainPack:
@@ -157,6 +168,8 @@ def _parse_pack(raw: dict, path: Path) -> DomainPack:
         title_subject_type=raw.get("title_subject_type"),
         subject_anchor_types=tuple(raw.get("subject_anchor_types", ())),
         attribute_hierarchy=hierarchy,
+        condition_types=_known_types(raw.get("condition_types", ()), entity_types, "condition_types"),
+        finding_types=_known_types(raw.get("finding_types", ()), entity_types, "finding_types"),
         model_labels=dict(raw.get("model_labels", {})),
         model_relations=dict(raw.get("model_relations", {})),
         description=raw.get("description", ""),

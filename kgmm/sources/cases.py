@@ -84,12 +84,14 @@ class LabelKnowledge:
         finding_names (dict): finding id -> readable name.
         label_ids (dict): label name -> its entity id in the graph (when it has one).
         source (str): where the knowledge came from (a file or store), for explanations.
+        edge_sources (dict): label name -> {finding id: ids of the documents that stated the edge} (a store's).
     """
 
     edges: dict[str, dict[str, str]] = field(default_factory=dict)
     finding_names: dict[str, str] = field(default_factory=dict)
     label_ids: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    edge_sources: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -97,12 +99,12 @@ class LabelKnowledge:
 
     def to_json(self) -> dict:
         return {"edges": self.edges, "finding_names": self.finding_names, "label_ids": self.label_ids,
-                "source": self.source}
+                "source": self.source, "edge_sources": self.edge_sources}
 
     @classmethod
     def from_json(cls, raw: dict) -> LabelKnowledge:
         return cls(dict(raw.get("edges", {})), dict(raw.get("finding_names", {})), dict(raw.get("label_ids", {})),
-                   str(raw.get("source", "")))
+                   str(raw.get("source", "")), dict(raw.get("edge_sources", {})))
 
 
 def read_cases(path: str | Path, dataset: str, *, target: str | None = None) -> list[Case]:

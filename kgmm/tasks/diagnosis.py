@@ -76,6 +76,50 @@ def case_knowledge(cases: Sequence[Case], *, min_count: int = 2, min_share: floa
     return knowledge
 
 
+def store_knowledge(store, *, domain: str = "medical") -> LabelKnowledge:
+    """Condition -> finding edges of a graph store: every stored relation between an entity of the pack's
+    ``condition_types`` (the labels, by name) and one of its ``finding_types``, either way round, with the ids of
+    the documents that stated it.
+
+    Raises:
+        DomainError: the pack names no condition or finding types.
+        SourceError: the store links no condition to a finding.
+    """
+    from kgmm.domains import load_domain
+    from kgmm.errors import DomainError
+
+    pack = load_domain(domain)
+    if not pack.condition_types or not pack.finding_types:
+        raise DomainError(f"the {pack.name!r} pack names no condition_types and finding_types, so a store's graph "
+                          "cannot rank diagnoses; add both to its pack.json (medical: Disease; Symptom, Finding)")
+    kinds = {entity.id: (entity.name, entity.type) for entity in store.iter_entities()}
+    knowledge = LabelKnowledge(source=str(getattr(store, "uri", store)))
+    for relation in store.iter_relations():
+        pair = _condition_and_finding(kinds, relation.head, relation.tail, pack)
+        if pair is None:
+            continue
+        condition, finding = pair
+        label = kinds[condition][0]
+        knowledge.label_ids.setdefault(label, condition)
+        knowledge.edges.setdefault(label, {}).setdefault(finding, relation.type)
+        knowledge.finding_names[finding] = kinds[finding][0]
+        cited = knowledge.edge_sources.setdefault(label, {}).setdefault(finding, [])
+        cited.extend(source for source in relation.sources if source not in cited)
+    if not knowledge.edges:
+        raise SourceError(f"links no {'/'.join(pack.condition_types)} to a {'/'.join(pack.finding_types)}; ingest "
+                          "texts that state them (e.g. disease descriptions)", path=knowledge.source)
+    return knowledge
+
+
+def _condition_and_finding(kinds: dict, head: str, tail: str, pack) -> tuple[str, str] | None:
+    head_type, tail_type = kinds.get(head, ("", ""))[1], kinds.get(tail, ("", ""))[1]
+    if head_type in pack.condition_types and tail_type in pack.finding_types:
+        return head, tail
+    if tail_type in pack.condition_types and head_type in pack.finding_types:
+        return tail, head
+    return None
+
+
 def text_knowledge(label_texts: dict[str, str], *, domain: str = "medical", source: str = "texts") -> LabelKnowledge:
     """Label -> finding edges read from a text about each label (a disease's description): the findings the
     domain's lexicon finds stated, not negated, in it (``DESCRIBED_WITH``)."""
@@ -426,7 +470,9 @@ class DiagnosisModel:
 
     def _evidence(self, edges, e: int, weight: float) -> dict:
         finding = self.findings[int(edges[1, e])]
-        return {**self._named(finding), "relation": self.relations[int(edges[2, e])], "weight": round(weight, 3)}
+        found = {**self._named(finding), "relation": self.relations[int(edges[2, e])], "weight": round(weight, 3)}
+        sources = self.knowledge.edge_sources.get(self.labels[int(edges[0, e])], {}).get(finding)
+        return {**found, "sources": sources} if sources else found
 
     def resolve_findings(self, names: Sequence[str]) -> list[str]:
         """Finding ids for what a user typed: an id (``DDXPLUS:E_53``), a bare code (``E_53``, ``E_204_@_V_1``)
@@ -881,14 +927,17 @@ def fit_temperature(logits, gold, *, prior_sigma: float = 0.5) -> float:
 
 
 def open_diagnosis_model(model_dir: str | Path | None, knowledge: str | Path | None = None,
-                         domain: str = "medical") -> DiagnosisModel:
-    """A trained model from ``model_dir``, or the knowledge-only model of ``knowledge``.
+                         domain: str = "medical", *, store=None) -> DiagnosisModel:
+    """A trained model from ``model_dir``, or the knowledge-only model of ``knowledge`` or of an open ``store``'s
+    graph (:func:`store_knowledge`).
 
     Raises:
         ValidationError: when neither is given (the message says how to get one).
     """
     if model_dir is not None:
         return DiagnosisModel.load(model_dir)
+    if store is not None:
+        return DiagnosisModel.from_knowledge(store_knowledge(store, domain=domain), domain=domain)
     if knowledge is not None:
         if str(knowledge).endswith(".jsonl"):  # MedPix cases: the graph is read from their disease discussions
             from kgmm.sources.cases import medpix_topics
@@ -896,7 +945,7 @@ def open_diagnosis_model(model_dir: str | Path | None, knowledge: str | Path | N
             return DiagnosisModel.from_knowledge(text_knowledge(medpix_topics(knowledge), domain=domain,
                                                                 source=str(knowledge)), domain=domain)
         return DiagnosisModel.from_knowledge(load_knowledge(knowledge), domain=domain)
-    raise ValidationError(f"no diagnosis model given: pass --model DIR ({TRAIN_HINT})")
+    raise ValidationError(f"no diagnosis model given: pass --model DIR ({TRAIN_HINT}), --knowledge FILE or --store S")
 
 
 def evaluate_diagnosis(model: DiagnosisModel, path: str | Path, dataset: str) -> dict:

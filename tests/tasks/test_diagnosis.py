@@ -468,3 +468,33 @@ def test_medpix_cases_ranked_by_a_graph_read_from_disease_discussions(tmp_path, 
     assert model.knowledge.edges["Glioma"] and all(r == "DESCRIBED_WITH" for r in model.knowledge.edges["Glioma"].values())
     metrics = evaluate_diagnosis(model, path, "medpix")
     assert metrics["top1"] == 1.0 and metrics["cases"] == 2
+
+
+def test_diagnose_from_a_store_ranks_its_conditions_with_the_sources_of_each_edge(tmp_path):
+    from kgmm.app.diagnose import diagnose_case
+    from kgmm.errors import DomainError
+    from kgmm.schema import Entity, Relation
+    from kgmm.store import open_store
+    from kgmm.tasks.diagnosis import open_diagnosis_model, store_knowledge
+
+    flu, cold = Entity("medical:disease:flu", "Flu", "Disease", "medical"), Entity("medical:disease:cold", "Cold",
+                                                                                     "Disease", "medical")
+    fever, sneeze = (Entity("medical:symptom:fever", "fever", "Symptom", "medical"),
+                     Entity("medical:symptom:sneezing", "sneezing", "Symptom", "medical"))
+    drug = Entity("medical:drug:x", "Drugzol", "Drug", "medical")
+    with open_store(tmp_path / "store") as store:
+        store.upsert_entities([flu, cold, fever, sneeze, drug])
+        store.upsert_relations([Relation(flu.id, "HAS_SYMPTOM", fever.id, 0.8, "dep", ["doc:a"], ["Flu gives fever."]),
+                                Relation(cold.id, "HAS_SYMPTOM", sneeze.id, 0.8, "dep", ["doc:b"], ["Colds: sneezing."]),
+                                Relation(drug.id, "TREATS", flu.id, 0.8, "dep", ["doc:c"], ["Drugzol treats flu."])])
+        knowledge = store_knowledge(store)
+        assert knowledge.edges == {"Flu": {fever.id: "HAS_SYMPTOM"}, "Cold": {sneeze.id: "HAS_SYMPTOM"}}
+        assert knowledge.edge_sources["Flu"] == {fever.id: ["doc:a"]} and knowledge.label_ids["Flu"] == flu.id
+        model = open_diagnosis_model(None, store=store)
+        with pytest.raises(DomainError, match="names no condition_types"):
+            store_knowledge(store, domain="general")
+    result = diagnose_case(model, findings=["fever"], absent=["sneezing"], top_k=2)
+    first = result["diagnoses"][0]
+    assert first["label"] == "Flu" and first["supports"][0]["sources"] == ["doc:a"]
+    cold_entry = next(entry for entry in result["diagnoses"] if entry["label"] == "Cold")
+    assert [item["finding"] for item in cold_entry["against"]] == [sneeze.id]
