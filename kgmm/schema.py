@@ -219,3 +219,12 @@ class GraphStats:
     entities_by_type: dict[str, int] = field(default_factory=dict)
     relations_by_type: dict[str, int] = field(default_factory=dict)
     retrieved_links: int = 0  # mentions with provenance "retrieved" (counted in ``mentions`` too)
+
+    @classmethod
+    def of_counts(cls, entities_by_type: dict[str, int], relations_by_type: dict[str, int],
+                  sources_by_kind: dict[str, int], mentions: int, retrieved_links: int) -> GraphStats:
+        """The stats of a store's per-type counts (what each backend's count queries return)."""
+        return cls(entities=sum(entities_by_type.values()), relations=sum(relations_by_type.values()),
+                   documents=sources_by_kind.get("document", 0), images=sources_by_kind.get("image", 0),
+                   mentions=mentions, entities_by_type=dict(sorted(entities_by_type.items())),
+                   relations_by_type=dict(sorted(relations_by_type.items())), retrieved_links=retrieved_links)

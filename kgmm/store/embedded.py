@@ -840,16 +840,7 @@ class EmbeddedStore(GraphStore):
         retrieved = 0
         if mentions and self._mention_provenance:
             retrieved = self._rows(queries.count_mentions_by_provenance(), {"provenance": PROVENANCE_RETRIEVED})[0]["n"]
-        return GraphStats(
-            entities=sum(entities_by_type.values()),
-            relations=sum(relations_by_type.values()),
-            documents=sources_by_kind.get("document", 0),
-            images=sources_by_kind.get("image", 0),
-            mentions=mentions,
-            entities_by_type=dict(sorted(entities_by_type.items())),
-            relations_by_type=dict(sorted(relations_by_type.items())),
-            retrieved_links=retrieved,
-        )
+        return GraphStats.of_counts(entities_by_type, relations_by_type, sources_by_kind, mentions, retrieved)
 
     def _cypher(self, query: str, parameters: dict[str, Any], write: bool) -> list[dict[str, Any]]:
         # A parameter makes LadybugDB prepare the query, which it does for one statement only (as Bolt runs one):

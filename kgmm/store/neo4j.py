@@ -624,16 +624,7 @@ class Neo4jStore(GraphStore):
             sources_by_kind = {row["kind"]: row["n"] for row in tx.run(queries.count_sources_by_kind()).data()}
             mentions = tx.run(queries.count_mentions()).data()[0]["n"]
             retrieved = tx.run(queries.count_mentions_by_provenance(), {"provenance": PROVENANCE_RETRIEVED}).data()[0]["n"]
-            return GraphStats(
-                entities=sum(entities_by_type.values()),
-                relations=sum(relations_by_type.values()),
-                documents=sources_by_kind.get("document", 0),
-                images=sources_by_kind.get("image", 0),
-                mentions=mentions,
-                entities_by_type=dict(sorted(entities_by_type.items())),
-                relations_by_type=dict(sorted(relations_by_type.items())),
-                retrieved_links=retrieved,
-            )
+            return GraphStats.of_counts(entities_by_type, relations_by_type, sources_by_kind, mentions, retrieved)
 
         return self._run(work, write=False, action="count the graph")
 
