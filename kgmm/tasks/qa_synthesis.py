@@ -25,7 +25,6 @@ MAX_FRONTIER = 300  # a chain whose intermediate set grows past this is resample
 MAX_ANSWERS = 100  # a question with more answers than this is resampled
 DEFAULT_QUESTIONS = 24_000  # synthesized questions per model, spread evenly over the hop counts
 _ATTEMPTS = 40  # samples tried for one question before giving up on it
-REVERSAL_SHARE = 0.2  # how often a chain may step straight back along the relation it came by
 
 _LEADING = frozenset("has have had is are was were be in of for with on at to".split())
 _WORD = re.compile(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])|[a-z]+|\d+")
@@ -201,7 +200,7 @@ def _sample_chain(adjacency: _Adjacency, starts: list[int], hops: int, num_keys:
         topic = int(candidates[rng.randrange(len(candidates))])
         frontier, chain = {topic}, []
         for hop in range(hops):
-            key = first if hop == 0 else _next_key(adjacency, frontier, num_keys, chain[-1], rng)
+            key = first if hop == 0 else _next_key(adjacency, frontier, num_keys, rng)
             if key is None:
                 break
             chain.append(key)
@@ -213,15 +212,9 @@ def _sample_chain(adjacency: _Adjacency, starts: list[int], hops: int, num_keys:
     return None
 
 
-def _next_key(adjacency: _Adjacency, frontier: set[int], num_keys: int, previous: int,
-              rng: random.Random) -> int | None:
-    """A relation-direction leaving the frontier; going straight back (``r`` then its inverse: "films with the
-    same director") only now and then, as such questions are a small share of what people ask."""
+def _next_key(adjacency: _Adjacency, frontier: set[int], num_keys: int, rng: random.Random) -> int | None:
     sample = rng.sample(sorted(frontier), min(len(frontier), 20))
     keys = adjacency.keys_from(sample, num_keys)
-    back = (previous + num_keys // 2) % num_keys
-    if back in keys and len(keys) > 1 and rng.random() > REVERSAL_SHARE:
-        keys.remove(back)
     return rng.choice(keys) if keys else None
 
 
