@@ -658,10 +658,7 @@ def _fit(model, graph: QAGraph, train: _Encoded, valid: _Encoded | None, *, epoc
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     batches_per_epoch = (len(train.examples) + batch_size - 1) // batch_size
-    total_steps = epochs * batches_per_epoch
-    # a warm-up of at least two steps: OneCycleLR divides by the warm-up's length, zero for a short run
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total_steps,
-                                                   pct_start=min(0.5, max(0.1, 2 / total_steps)))
+    schedule = _one_cycle(optimiser, lr, epochs * batches_per_epoch)
     history = []
     best = (-math.inf, 0, None)  # the score is -loss without a validation split, and a loss may stay above 1
     stale = 0
@@ -684,6 +681,17 @@ def _fit(model, graph: QAGraph, train: _Encoded, valid: _Encoded | None, *, epoc
             break
     model.load_state_dict(best[2])
     return history, best[1]
+
+
+def _one_cycle(optimiser, lr: float, total_steps: int):
+    """OneCycleLR with a 10% warm-up, at least two steps long (its phases may not be empty: a warm-up of 0.1 x 10
+    steps divided by zero); a run of under four steps keeps ``lr`` constant."""
+    import torch
+
+    if total_steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total_steps,
+                                               pct_start=max(0.1, 2.5 / total_steps))
 
 
 def _train_epoch(model, graph: QAGraph, train: _Encoded, optimiser, schedule, batch_size: int) -> dict:
