@@ -129,18 +129,42 @@ def test_opaque_relations_train_with_a_warning_and_bad_graphs_are_refused(tmp_pa
     assert not (tmp_path / "none").exists()
 
 
-def _store_of(triples, folder):
+def _fill(store, triples, folder):
     from kgmm.schema import Relation
     from kgmm.sources.triples import read_triples
-    from kgmm.store import open_store
 
     kb = folder / "facts.txt"
     kb.write_text("".join(f"{h}|{r}|{t}\n" for h, r, t in triples), encoding="utf-8")
     read = read_triples(kb)
-    store = open_store(folder / "store")
     store.upsert_entities(read.entities)
     store.upsert_relations([Relation(r.head, r.type, r.tail, 1.0, "triples", [], []) for r in read.relations])
     return store
+
+
+def _store_of(triples, folder):
+    from kgmm.store import open_store
+
+    return _fill(open_store(folder / "store"), triples, folder)
+
+
+def test_ask_keeps_the_model_with_the_store_on_both_backends(store_factory, world, tmp_path, monkeypatch):
+    import kgmm.app.ask as ask_module
+    from kgmm.app.ask import ask
+
+    monkeypatch.setenv("KGMM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(ask_module, "MIN_QUESTIONS", 300)
+    monkeypatch.setattr(ask_module, "AUTO_EPOCHS", 2)
+    _, _, _, triples = world
+    store = _fill(store_factory(0), triples, tmp_path)
+    doctor = triples[0][0]
+    result = ask(store, f"where does [{doctor}] work")
+    home = store.artifact_dir("qa-model")
+    assert result["model"] == str(home) and (home / "model.pt").is_file() and result["answers"]
+    if hasattr(store, "path"):  # embedded: beside the database
+        assert home == store.path / "kgmm-derived" / "qa-model"
+    else:  # a server: in the cache, one folder per database
+        assert home.is_relative_to(tmp_path / "cache" / "stores")
+        assert store_factory(1).artifact_dir("qa-model") != home
 
 
 def test_ask_a_store_trains_its_own_model_once_and_again_when_relations_change(world, tmp_path, monkeypatch):
