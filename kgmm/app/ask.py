@@ -60,10 +60,15 @@ def _trained_for(directory: Path, relations: list[str]) -> bool:
 def _train_into(store: GraphStore, directory: Path, *, count: int, progress: bool) -> None:
     """Train into a fresh folder beside ``directory`` and move it in place, so a failed or interrupted training
     never leaves a half-written model where the next ask would load it."""
+    from kgmm.errors import StoreError
     from kgmm.tasks.qa import train_qa
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".training-", dir=directory.parent))
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".training-", dir=directory.parent))
+    except OSError as e:
+        raise StoreError(f"cannot keep the store's QA model in {directory.parent} ({e.strerror or e}); train one "
+                         "elsewhere with `kgmm train qa --store S --out DIR` and pass --model DIR") from e
     try:
         train_qa(None, [], staging / "model", store=store, synthetic_questions=count, epochs=AUTO_EPOCHS,
                  progress=progress)

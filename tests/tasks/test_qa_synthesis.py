@@ -223,3 +223,16 @@ def test_qa_curve_trains_a_model_per_size_and_scores_every_file(world, tmp_path)
     assert not (tmp_path / "curve" / "train-0").exists()
     assert (tmp_path / "curve" / "qa_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "curve" / "qa_curve.json").read_text(encoding="utf-8"))["rows"] == result["rows"]
+
+
+def test_ask_a_store_whose_folder_cannot_be_written_says_how_to_train_elsewhere(world, tmp_path, monkeypatch):
+    from kgmm.app.ask import ask
+    from kgmm.errors import StoreError
+
+    _, _, _, triples = world
+    with _store_of(triples, tmp_path) as store:
+        blocked = tmp_path / "blocked"
+        blocked.write_text("a file where the model folder would go", encoding="utf-8")
+        monkeypatch.setattr(type(store), "artifact_dir", lambda self, name: blocked / name)
+        with pytest.raises(StoreError, match=r"cannot keep the store's QA model in .*--model DIR"):
+            ask(store, f"where does [{triples[0][0]}] work")
