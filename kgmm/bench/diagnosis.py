@@ -73,32 +73,19 @@ def evaluate_cases(path: str | Path, dataset: str) -> int:
 
 def plot_curve(rows: Sequence[dict], out_png: str | Path, *, title: str = "") -> Path:
     """Top-1 against labelled cases per label, one line per (start, graph); ``all`` plotted last."""
-    import matplotlib
+    from kgmm.bench import plot_lines
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_png = Path(out_png)
     sizes = list(dict.fromkeys(row["per_class"] for row in rows))
-    positions = {size: i for i, size in enumerate(sizes)}
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    lines = {}
     for start in dict.fromkeys(row["start"] for row in rows):
         for graph in (True, False):
             line = [row for row in rows if row["start"] == start and row["graph"] == graph]
             if line:
-                axes.plot([positions[row["per_class"]] for row in line], [row["top1"] for row in line], marker="o",
-                          linestyle="-" if graph else "--", label=f"{start}, {'with' if graph else 'without'} graph")
-    axes.set_xticks(range(len(sizes)), [str(size) for size in sizes])
-    axes.set_xlabel("labelled training cases per label")
-    axes.set_ylabel("held-out top-1")
-    axes.set_ylim(0, 1.02)
-    axes.grid(alpha=0.3)
-    axes.set_title(title)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=120, format="png")
-    plt.close(figure)
-    return out_png
+                lines[f"{start}, {'with' if graph else 'without'} graph"] = (
+                    [sizes.index(row["per_class"]) for row in line], [row["top1"] for row in line],
+                    "-" if graph else "--")
+    return plot_lines(lines, [str(size) for size in sizes], out_png, xlabel="labelled training cases per label",
+                      ylabel="held-out top-1", title=title)
 
 
 __all__ = ["DEFAULT_SIZES", "learning_curve", "plot_curve"]

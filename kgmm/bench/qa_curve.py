@@ -84,28 +84,15 @@ def _split_files(questions: Sequence[str | Path], out: Path, test_share: float,
 
 def plot_curve(rows: Sequence[dict], out_png: str | Path) -> Path:
     """Reachable Hits@1 against labelled questions per file, one line per file."""
-    import matplotlib
+    from kgmm.bench import plot_lines
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_png = Path(out_png)
     labels = list(dict.fromkeys(row["labelled"] for row in rows))
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    lines = {}
     for name in dict.fromkeys(row["file"] for row in rows):
         line = [row for row in rows if row["file"] == name]
-        axes.plot([labels.index(row["labelled"]) for row in line], [row["reachable_hits1"] for row in line],
-                  marker="o", label=name)
-    axes.set_xticks(range(len(labels)), labels)
-    axes.set_xlabel("labelled questions per file (on top of the synthesized ones)")
-    axes.set_ylabel("held-out reachable Hits@1")
-    axes.set_ylim(0, 1.02)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=120, format="png")
-    plt.close(figure)
-    return out_png
+        lines[name] = ([labels.index(row["labelled"]) for row in line], [row["reachable_hits1"] for row in line], "-")
+    return plot_lines(lines, labels, out_png, xlabel="labelled questions per file (on top of the synthesized ones)",
+                      ylabel="held-out reachable Hits@1")
 
 
 __all__ = ["DEFAULT_SIZES", "plot_curve", "qa_curve"]
