@@ -28,6 +28,7 @@ from pathlib import Path
 
 from kgmm.domains.knowledge import load_knowledge
 from kgmm.errors import SourceError, ValidationError
+from kgmm.schema import normalize_name
 from kgmm.sources.cases import KNOWLEDGE_FILE, Case, LabelKnowledge, read_cases
 from kgmm.tasks.checkpoint import CONFIG_FILE, read_model_config
 from kgmm.tasks.metrics import macro_f1
@@ -77,9 +78,11 @@ def case_knowledge(cases: Sequence[Case], *, min_count: int = 2, min_share: floa
 
 
 def store_knowledge(store, *, domain: str = "medical") -> LabelKnowledge:
-    """Condition -> finding edges of a graph store: every stored relation between an entity of the pack's
-    ``condition_types`` (the labels, by name) and one of its ``finding_types``, either way round, with the ids of
-    the documents that stated it.
+    """Condition -> finding edges of a graph store, with the ids of the documents behind each.
+
+    Two kinds: every stored relation between an entity of the pack's ``condition_types`` (the labels, by name) and
+    one of its ``finding_types``, either way round; and, for a document whose title names a condition it
+    mentions (a description of that disease), every finding it mentions (``DESCRIBED_WITH``).
 
     Raises:
         DomainError: the pack names no condition or finding types.
@@ -96,19 +99,49 @@ def store_knowledge(store, *, domain: str = "medical") -> LabelKnowledge:
     knowledge = LabelKnowledge(source=str(getattr(store, "uri", store)))
     for relation in store.iter_relations():
         pair = _condition_and_finding(kinds, relation.head, relation.tail, pack)
-        if pair is None:
-            continue
-        condition, finding = pair
-        label = kinds[condition][0]
-        knowledge.label_ids.setdefault(label, condition)
-        knowledge.edges.setdefault(label, {}).setdefault(finding, relation.type)
-        knowledge.finding_names[finding] = kinds[finding][0]
-        cited = knowledge.edge_sources.setdefault(label, {}).setdefault(finding, [])
-        cited.extend(source for source in relation.sources if source not in cited)
+        if pair is not None:
+            _add_edge(knowledge, kinds, *pair, relation.type, relation.sources)
+    for condition, finding, source_id in _described_with(store, kinds, pack):
+        _add_edge(knowledge, kinds, condition, finding, TEXT_RELATION, [source_id])
     if not knowledge.edges:
         raise SourceError(f"links no {'/'.join(pack.condition_types)} to a {'/'.join(pack.finding_types)}; ingest "
                           "texts that state them (e.g. disease descriptions)", path=knowledge.source)
     return knowledge
+
+
+def _add_edge(knowledge: LabelKnowledge, kinds: dict, condition: str, finding: str, relation: str,
+              sources: Sequence[str]) -> None:
+    label = kinds[condition][0]
+    knowledge.label_ids.setdefault(label, condition)
+    knowledge.edges.setdefault(label, {}).setdefault(finding, relation)
+    knowledge.finding_names[finding] = kinds[finding][0]
+    cited = knowledge.edge_sources.setdefault(label, {}).setdefault(finding, [])
+    cited.extend(source for source in sources if source not in cited)
+
+
+def _described_with(store, kinds: dict, pack) -> list[tuple[str, str, str]]:
+    """(condition, finding, source) for each document whose title names a condition it mentions (the most
+    specific one: most words, all in the title), and each finding it mentions."""
+    mentioned: dict[str, set[str]] = defaultdict(set)
+    for mention in store.iter_mentions():
+        if mention.entity_id in kinds:
+            mentioned[mention.source_id].add(mention.entity_id)
+    found = []
+    for source in store.iter_sources():
+        title = normalize_name(source.title or "")
+        entities = mentioned.get(source.id, set())
+        named = sorted(((len(normalize_name(kinds[e][0]).split()), e) for e in entities
+                        if kinds[e][1] in pack.condition_types and _names(title, kinds[e][0])), reverse=True)
+        if not title or not named or (len(named) > 1 and named[0][0] == named[1][0]):
+            continue  # no condition in the title, or two as specific: not a description of one
+        found += [(named[0][1], e, source.id) for e in sorted(entities) if kinds[e][1] in pack.finding_types]
+    return found
+
+
+def _names(title: str, name: str) -> bool:
+    """Whether a document's (normalised) title names an entity: the same words, or the entity's words all in it."""
+    key = normalize_name(name)
+    return bool(key) and (key == title or set(key.split()) <= set(title.split()))
 
 
 def _condition_and_finding(kinds: dict, head: str, tail: str, pack) -> tuple[str, str] | None:

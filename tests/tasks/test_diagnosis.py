@@ -487,13 +487,26 @@ def test_diagnose_from_a_store_ranks_its_conditions_with_the_sources_of_each_edg
         store.upsert_relations([Relation(flu.id, "HAS_SYMPTOM", fever.id, 0.8, "dep", ["doc:a"], ["Flu gives fever."]),
                                 Relation(cold.id, "HAS_SYMPTOM", sneeze.id, 0.8, "dep", ["doc:b"], ["Colds: sneezing."]),
                                 Relation(drug.id, "TREATS", flu.id, 0.8, "dep", ["doc:c"], ["Drugzol treats flu."])])
+        from kgmm.schema import Mention, Source
+
+        text = "Mumps: swelling of the jaw, with fever."
+        about = Source.document(text, "mumps.txt", title="Mumps (viral)")
+        mumps = Entity("medical:disease:mumps", "Mumps", "Disease", "medical")
+        swelling = Entity("medical:symptom:swelling", "swelling", "Symptom", "medical")
+        store.upsert_entities([mumps, swelling])
+        store.upsert_mentions([Mention(mumps.id, about.id, 0, 5, "Mumps", text),
+                               Mention(swelling.id, about.id, 7, 15, "swelling", text),
+                               Mention(fever.id, about.id, 33, 38, "fever", text)])
+        store.upsert_sources([about])
         knowledge = store_knowledge(store)
-        assert knowledge.edges == {"Flu": {fever.id: "HAS_SYMPTOM"}, "Cold": {sneeze.id: "HAS_SYMPTOM"}}
+        assert knowledge.edges == {"Flu": {fever.id: "HAS_SYMPTOM"}, "Cold": {sneeze.id: "HAS_SYMPTOM"},
+                                   "Mumps": {fever.id: "DESCRIBED_WITH", swelling.id: "DESCRIBED_WITH"}}
+        assert knowledge.edge_sources["Mumps"][swelling.id] == [about.id]
         assert knowledge.edge_sources["Flu"] == {fever.id: ["doc:a"]} and knowledge.label_ids["Flu"] == flu.id
         model = open_diagnosis_model(None, store=store)
         with pytest.raises(DomainError, match="names no condition_types"):
             store_knowledge(store, domain="general")
-    result = diagnose_case(model, findings=["fever"], absent=["sneezing"], top_k=2)
+    result = diagnose_case(model, findings=["fever"], absent=["sneezing"], top_k=3)
     first = result["diagnoses"][0]
     assert first["label"] == "Flu" and first["supports"][0]["sources"] == ["doc:a"]
     cold_entry = next(entry for entry in result["diagnoses"] if entry["label"] == "Cold")
