@@ -184,7 +184,10 @@ def synthesize_questions(graph, relations: Sequence[str], *, steps: int, count: 
         if sampled is None:
             continue
         topic, chain, answers = sampled
-        text = word_chain(f"[{names[topic]}]", chain, readings, num_relations, rng)
+        shown = names[topic].replace("[", "(").replace("]", ")").strip()  # brackets mark the topic, so none inside
+        if not shown:
+            continue
+        text = word_chain(f"[{shown}]", chain, readings, num_relations, rng)
         made.append(SynthesizedQuestion(Question(text, [names[topic]], [names[a] for a in answers]), topic,
                                         answers, chain))
     return made

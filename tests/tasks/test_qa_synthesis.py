@@ -236,3 +236,15 @@ def test_ask_a_store_whose_folder_cannot_be_written_says_how_to_train_elsewhere(
         monkeypatch.setattr(type(store), "artifact_dir", lambda self, name: blocked / name)
         with pytest.raises(StoreError, match=r"cannot keep the store's QA model in .*--model DIR"):
             ask(store, f"where does [{triples[0][0]}] work")
+
+
+def test_topic_names_with_brackets_or_quotes_are_worded_safely(tmp_path):
+    from kgmm.sources.questions import mask_topics
+    from kgmm.tasks.qa import kb_graph
+
+    kb = tmp_path / "kb.txt"
+    kb.write_text("Alpha [2019]|made_by|Bob `Drop` O'Neil\nGamma|made_by|Bob `Drop` O'Neil\n", encoding="utf-8")
+    graph = kb_graph(kb)
+    made = synthesize_questions(graph, list(graph.data.relation_vocab), steps=1, count=40, seed=0)
+    assert made and all(mask_topics(q.question.text).count("[") == 0 for q in made)
+    assert any("[Alpha (2019)]" in q.question.text for q in made)
