@@ -111,7 +111,8 @@ def train_qa(
                                   "written to OUT/heldout/ for `kgmm eval qa`."),
     fusion: str = typer.Option("early-concat", "--fusion", help=f"How the question is read: {', '.join(FUSIONS)}."),
     steps: int = typer.Option(3, "--steps", help="Reasoning steps (the most hops of an answer)."),
-    epochs: int = typer.Option(12, "--epochs", help="Most epochs (stops early when validation stops improving)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Most epochs (default 12 with --train, 6 on "
+                                      "synthesized questions alone; stops early when validation stops improving)."),
     synthesize: bool | None = typer.Option(None, "--synthesize/--no-synthesize", help="Add questions made from "
                                            "the graph (default: only without --train; with it, both are mixed)."),
     questions: int = typer.Option(24_000, "--questions", help="How many questions to synthesize."),
