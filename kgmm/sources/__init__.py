@@ -41,14 +41,14 @@ from kgmm.sources.files import (
 )
 
 __all__ = [
-    "FORMATS", "InputFile", "ReadOptions", "Source", "SourceError", "count_records", "detect_format", "file_sizes", "input_files",
+    "FORMATS", "InputFile", "ReadOptions", "Source", "SourceError", "count_records", "detect_format", "file_sizes",
     "read_inputs", "read_sources", "walk_inputs",
 ]
 
 FORMATS = ("auto", "text", "jsonl", "csv", *DATASETS)
 
 _SUFFIXES = {"text": TEXT_SUFFIXES, "jsonl": JSONL_SUFFIXES, "csv": CSV_SUFFIXES}
-_FILE_READERS = {"text": read_text_file, "jsonl": read_jsonl, "csv": read_csv}
+_RECORD_READERS = {"jsonl": read_jsonl, "csv": read_csv}  # text files take no read options
 
 
 def read_sources(
@@ -99,7 +99,7 @@ def _read_input(found: InputFile | SourceError, options: ReadOptions) -> Iterato
         elif found.fmt == "text":
             yield from read_text_file(found.path)
         else:
-            yield from _FILE_READERS[found.fmt](found.path, options)
+            yield from _RECORD_READERS[found.fmt](found.path, options)
     except OSError as e:
         yield read_error(found.path, e)
 
@@ -171,11 +171,6 @@ def count_records(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto"
             except (OSError, SourceError, ValueError):
                 continue
     return total
-
-
-def input_files(paths: Sequence[str | Path] | str | Path, *, fmt: str = "auto") -> dict[str, int]:
-    """Return the size in bytes of each file ``read_sources(paths)`` reads (for a progress bar; nothing is read)."""
-    return file_sizes(walk_inputs(paths, fmt=fmt))
 
 
 def file_sizes(inputs: Iterable[InputFile | SourceError]) -> dict[str, int]:
