@@ -221,16 +221,23 @@ def text_features(
     return cache.get(list(keys)).float() if len(keys) else torch.empty(0, encoder.dim)
 
 
-def _open_cache(cache_dir: str | Path | None | bool, encoder: Encoder,
-                cache_dtype: torch.dtype | None) -> FeatureCache | None:
-    """The encoder's cache under ``cache_dir`` (None or True: kgmm's cache folder; False: no cache)."""
+def cache_folder(cache_dir: str | Path | None | bool, name: str) -> Path | None:
+    """Resolve a ``cache_dir`` argument: None or True is kgmm's cache folder's ``name`` subfolder
+    (``kgmm.utils.cache_dir() / name``), False caches nothing (None), a path is itself."""
     if cache_dir is False:
         return None
     if cache_dir is None or cache_dir is True:
         from kgmm.utils import cache_dir as kgmm_cache_dir
 
-        cache_dir = kgmm_cache_dir() / "features"
-    return FeatureCache(Path(cache_dir) / encoder.fingerprint, encoder.dim, dtype=cache_dtype)
+        return kgmm_cache_dir() / name
+    return Path(cache_dir)
+
+
+def _open_cache(cache_dir: str | Path | None | bool, encoder: Encoder,
+                cache_dtype: torch.dtype | None) -> FeatureCache | None:
+    """The encoder's cache under ``cache_dir`` (see :func:`cache_folder`; None when nothing is cached)."""
+    folder = cache_folder(cache_dir, "features")
+    return FeatureCache(folder / encoder.fingerprint, encoder.dim, dtype=cache_dtype) if folder is not None else None
 
 
 def _encode_missing(encoder: Encoder, texts: list[str], batch_size: int | None, progress: bool) -> Tensor:

@@ -383,19 +383,16 @@ def encode_image_files(
     """
     import torch
 
-    from kgmm.graphdata.features import FeatureCache
+    from kgmm.graphdata.features import FeatureCache, cache_folder
 
     paths = [Path(path) for path in paths]
     hashes = [image_content_hash(path) for path in paths]
     loaded = encoder if hasattr(encoder, "encode") else None
     fingerprint = loaded.fingerprint if loaded is not None else _named_fingerprint(encoder)
-    if cache_dir is None or cache_dir is True:
-        from kgmm.utils import cache_dir as kgmm_cache_dir
-
-        cache_dir = kgmm_cache_dir() / "images"
+    folder = cache_folder(cache_dir, "images")
     cache = None
-    if cache_dir is not False:
-        directory = Path(cache_dir) / fingerprint
+    if folder is not None:
+        directory = folder / fingerprint
         dim = loaded.dim if loaded is not None else _cached_dim(directory)
         if dim is not None:
             cache = FeatureCache(directory, dim)
@@ -407,9 +404,9 @@ def encode_image_files(
             loaded = vision_encoder(encoder)
         first_path = {digest: path for digest, path in zip(reversed(hashes), reversed(paths), strict=True)}
         features = loaded.encode([first_path[unique[i]] for i in missing], batch_size=batch_size, progress=progress)
-        if cache_dir is not False:
+        if folder is not None:
             if cache is None:
-                cache = FeatureCache(Path(cache_dir) / fingerprint, loaded.dim)
+                cache = FeatureCache(folder / fingerprint, loaded.dim)
             keys = [unique[i] for i in missing]
             cache.put(keys, keys, features)
             cache.save()
