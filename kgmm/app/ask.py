@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kgmm.store.base import GraphStore
+from kgmm.tasks.qa_synthesis import DEFAULT_QUESTIONS
 
 MODEL_NAME = "qa-model"
 MIN_QUESTIONS = 800
@@ -44,7 +45,7 @@ def store_model_dir(store: GraphStore, *, notice: Callable[[str], None] | None =
         why = "its relation types changed" if (directory / "config.json").is_file() else "it has none yet"
         notice(f"training a QA model from the graph of {store.uri} ({why}; no labelled questions needed), "
                f"kept in {directory}")
-    _train_into(store, directory, count=max(MIN_QUESTIONS, min(24_000, QUESTIONS_PER_FACT * stats.relations)),
+    _train_into(store, directory, count=max(MIN_QUESTIONS, min(DEFAULT_QUESTIONS, QUESTIONS_PER_FACT * stats.relations)),
                 progress=progress)
     return directory
 

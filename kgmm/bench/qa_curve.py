@@ -15,13 +15,14 @@ from pathlib import Path
 
 from kgmm.errors import ValidationError
 from kgmm.sources.questions import read_questions, write_questions
+from kgmm.tasks.qa_synthesis import DEFAULT_QUESTIONS
 
 DEFAULT_SIZES: tuple[int | None, ...] = (0, 10, 100, None)
 
 
 def qa_curve(kb: str | Path, questions: Sequence[str | Path], out: str | Path, *,
              sizes: Sequence[int | None] = DEFAULT_SIZES, test_share: float = 0.5, seed: int = 0,
-             synthetic_questions: int = 24_000, epochs: int = 6, steps: int = 3, progress: bool = False) -> dict:
+             synthetic_questions: int = DEFAULT_QUESTIONS, epochs: int = 6, steps: int = 3, progress: bool = False) -> dict:
     """Train one model per size and score each on every file's held-out questions.
 
     Args:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from kgmm.cli.output import DatabaseOption, JsonOption, StoreOption, UserOption, console, emit, render_metrics
+from kgmm.tasks.qa_synthesis import DEFAULT_QUESTIONS
 
 MODEL_ENV = "KGMM_QA_MODEL"
 FUSIONS = ("early-concat", "early-gated", "late", "hybrid", "cross-attention")  # kgmm.nn.fusion, without torch
@@ -115,7 +116,7 @@ def train_qa(
                                       "synthesized questions alone; stops early when validation stops improving)."),
     synthesize: bool | None = typer.Option(None, "--synthesize/--no-synthesize", help="Add questions made from "
                                            "the graph (default: only without --train; with it, both are mixed)."),
-    questions: int = typer.Option(24_000, "--questions", help="How many questions to synthesize."),
+    questions: int = typer.Option(DEFAULT_QUESTIONS, "--questions", help="How many questions to synthesize."),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
     as_json: bool = JsonOption,
@@ -178,7 +179,7 @@ def bench_qa_curve(
     sizes: str = typer.Option("0,10,100,all", "--sizes", help="Labelled questions per file on top of the "
                               "synthesized ones (0: zero-label)."),
     test_share: float = typer.Option(0.5, "--test-share", help="Share of each file held out as its test set."),
-    synthetic: int = typer.Option(24_000, "--synthetic", help="Questions synthesized from the graph per model."),
+    synthetic: int = typer.Option(DEFAULT_QUESTIONS, "--synthetic", help="Questions synthesized from the graph per model."),
     epochs: int = typer.Option(6, "--epochs"),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = JsonOption,

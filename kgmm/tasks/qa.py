@@ -556,7 +556,7 @@ def _link_training_examples(training: Sequence[Question], graph: QAGraph, dev: S
         validation = _linked_dev(dev, graph)
     else:
         rng.shuffle(usable)
-        cut = min(2000, max(1, len(usable) // 20)) if len(usable) > 20 else 0
+        cut = _validation_cut(len(usable))
         validation, usable = usable[:cut], usable[cut:]
     return examples, usable, validation
 
@@ -617,13 +617,19 @@ def _synthetic_examples(graph: QAGraph, relations: list[str], *, steps: int, cou
     return [Example(q.question, mask_topics(q.question.text), [q.topic], list(q.answers)) for q in made], warnings
 
 
+def _validation_cut(count: int) -> int:
+    """How many of ``count`` training examples validate when no dev file is given: 5%, at least one, at most
+    2,000; none of 20 or fewer."""
+    return min(2000, max(1, count // 20)) if count > 20 else 0
+
+
 def _mixed(usable: list[Example], validation: list[Example], made: list[Example], *, labelled_dev: bool,
            seed: int) -> tuple[list[Example], list[Example]]:
     """Add the synthesized examples to the labelled ones; without a labelled dev file, 5% of them (at most 2,000)
     validate."""
     made = list(made)
     random.Random(seed).shuffle(made)
-    cut = 0 if labelled_dev else min(2000, len(made) // 20)
+    cut = 0 if labelled_dev else _validation_cut(len(made))
     combined = usable + made[cut:]
     random.Random(seed + 1).shuffle(combined)
     return combined, validation + made[:cut]

@@ -67,14 +67,19 @@ def relation_words(name: str) -> list[str]:
     parts = [part for part in _NAMESPACE.split(str(name)) if part]
     for candidate in ([parts[-1]] if parts else []) + [" ".join(parts)]:
         words = [word.lower() for word in _WORD.findall(candidate)]
-        if any(not _OPAQUE_TOKEN.match(word) for word in words):
+        if _holds_a_word(words):
             return words
     return [word.lower() for word in _WORD.findall(str(name))]
 
 
 def is_opaque(name: str) -> bool:
     """Whether a relation name holds no word to ask by (``P31``, ``r_12``, ``R7``)."""
-    return all(_OPAQUE_TOKEN.match(word) for word in relation_words(name))
+    return not _holds_a_word(relation_words(name))
+
+
+def _holds_a_word(words: Sequence[str]) -> bool:
+    """Whether some token is a word, not a letter or an id (``p``, ``31``, ``r12``)."""
+    return any(not _OPAQUE_TOKEN.match(word) for word in words)
 
 
 def relation_readings(relations: Sequence[str], signal_words: dict[str, Sequence[str]] | None = None,
@@ -84,7 +89,7 @@ def relation_readings(relations: Sequence[str], signal_words: dict[str, Sequence
     readings = []
     for relation in relations:
         words = relation_words(relation)
-        opaque = not words or all(_OPAQUE_TOKEN.match(word) for word in words)
+        opaque = not _holds_a_word(words)
         phrase = " ".join(words) if words else str(relation)
         phrases = [phrase] if not opaque else [f"relation {phrase}"]
         lemmas = lemmatize(words) if lemmatize is not None and not opaque else words
