@@ -102,3 +102,62 @@ def bench_diagnose(model: DiagnosisModel, cases: Sequence[Case], *, count: int =
         model.diagnose(case)
         times.append((time.perf_counter() - started) * 1000)
     return {"cases": len(times), **{f"p{round(q * 100)}_ms": round(percentile(times, q), 2) for q in (0.5, 0.95, 0.99)}}
+
+
+def store_ranking(path: str | Path, *, store: str | Path | None = None, domain: str = "medical",
+                  top_k: int = 3) -> dict:
+    """Diagnose from a graph a user built: ingest MedPix's disease discussions (``{"title", "text"}`` records,
+    the way a user would write them) with ``kgmm ingest`` into a store, rank every case from its history, exam
+    and captions with the store's knowledge-only model (``kgmm diagnose --store``), and compare with the file's
+    own reader (``--knowledge`` the cases file).
+
+    A case's label counts as found when the store's search (:meth:`GraphStore.find_entities`, as ``kgmm search``)
+    resolves it to one of the ranked conditions whose words are all in the label ("Massive pulmonary embolism" ->
+    "Pulmonary embolism") and that condition is ranked first (``top1``) or in the first ``top_k``; a label the
+    store cannot resolve is a miss.
+
+    Args:
+        path (str or Path): a MedPix cases file (``data_test.jsonl``; its descriptions file beside it).
+        store (str or Path, optional): the store folder to build (default: a temporary one, removed after).
+        domain (str, optional): the domain pack ingest and diagnose use (default ``medical``).
+        top_k (int, optional): the cut of ``top3`` (default 3).
+    """
+    import tempfile
+
+    from kgmm.app.ingest import ingest
+    from kgmm.sources.cases import medpix_topics, read_cases
+    from kgmm.store import open_store
+    from kgmm.tasks.diagnosis import evaluate_diagnosis, open_diagnosis_model
+
+    cases = [case for case in read_cases(path, "medpix") if case.label]
+    if not cases:
+        raise ValidationError(f"{path}: no labelled case to rank")
+    with tempfile.TemporaryDirectory(prefix="kgmm-medpix-") as scratch:
+        documents = Path(scratch) / "discussions.jsonl"
+        documents.write_text("".join(json.dumps({"title": title, "text": text}) + "\n"
+                                     for title, text in medpix_topics(path).items()), encoding="utf-8")
+        started = time.perf_counter()
+        with open_store(store or Path(scratch) / "store") as graph:
+            report = ingest([documents], graph, domain=domain, progress=False)
+            ingest_s = time.perf_counter() - started
+            model = open_diagnosis_model(None, store=graph, domain=domain)
+            labels = set(model.labels)
+            gold = {case.id: _resolved(graph, case.label, labels) for case in cases}
+        ranked = {case.id: [d["label"] for d in model.diagnose(case, top_k=top_k)["diagnoses"]] for case in cases}
+    reference = evaluate_diagnosis(open_diagnosis_model(None, path, domain), path, "medpix")
+    hits = [gold[c.id] is not None and ranked[c.id][:1] == [gold[c.id]] for c in cases]
+    near = [gold[c.id] is not None and gold[c.id] in ranked[c.id] for c in cases]
+    return {"cases": len(cases), "documents": report.sources_read, "conditions": len(labels),
+            "labels_resolved": sum(g is not None for g in gold.values()),
+            "top1": round(sum(hits) / len(cases), 4), f"top{top_k}": round(sum(near) / len(cases), 4),
+            "file_reader_top1": reference["top1"], f"file_reader_top{top_k}": reference.get(f"top{top_k}"),
+            "ingest_s": round(ingest_s, 1)}
+
+
+def _resolved(graph, label: str, conditions: set[str]) -> str | None:
+    """The ranked condition a case's label names: the store's best match whose words are all in the label."""
+    from kgmm.schema import normalize_name
+
+    words = set(normalize_name(label).split())
+    return next((m.entity.name for m in graph.find_entities(label, limit=10) if m.entity.name in conditions
+                 and set(normalize_name(m.entity.name).split()) <= words), None)

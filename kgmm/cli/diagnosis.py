@@ -176,10 +176,25 @@ def bench_curve(
     console().print(f"plot: {result['plot']}", markup=False, highlight=False)
 
 
+def bench_store(
+    path: Path = typer.Option(Path("../shared/data/medpix/data_test.jsonl"), "--path", "-p",
+                              help="MedPix cases (their disease discussions are ingested, their histories ranked)."),
+    store: Path | None = typer.Option(None, "--store", help="Store folder to build (default: a temporary one)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Diagnose from your own graph: ingest MedPix's disease discussions with `kgmm ingest`, rank every case with
+    `kgmm diagnose --store`, and compare top-1/top-3 with the file's own reader."""
+    from kgmm.bench.diagnosis import store_ranking
+
+    emit({"title": f"diagnose --store on {path}", **store_ranking(path, store=store)}, as_json, render_metrics)
+
+
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``diagnose``, ``train diagnosis``, ``eval diagnosis`` and ``bench diagnose``."""
+    """Add ``diagnose``, ``train diagnosis``, ``eval diagnosis``, ``bench diagnose``, ``bench diagnosis-curve``
+    and ``bench diagnose-store``."""
     app.command("diagnose")(diagnose)
     train_app.command("diagnosis")(train_diagnosis)
     eval_app.command("diagnosis")(eval_diagnosis)
     bench_app.command("diagnose")(bench_diagnose)
     bench_app.command("diagnosis-curve")(bench_curve)
+    bench_app.command("diagnose-store")(bench_store)

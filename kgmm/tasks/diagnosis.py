@@ -120,21 +120,27 @@ def _add_edge(knowledge: LabelKnowledge, kinds: dict, condition: str, finding: s
 
 
 def _described_with(store, kinds: dict, pack) -> list[tuple[str, str, str]]:
-    """(condition, finding, source) for each document whose title names a condition it mentions (the most
-    specific one: most words, all in the title), and each finding it mentions."""
-    mentioned: dict[str, set[str]] = defaultdict(set)
+    """(condition, entity, source) for each document whose title names a condition it mentions (the most
+    specific one: most words, all in the title; an entity of the pack's finding types counts too, since a
+    lexicon may file a condition such as an aneurysm under them), and each other entity it states, of any type,
+    not negated: a description of a disease names its findings, its sites, the tests that show it and the
+    conditions it is told apart from."""
+    stated: dict[str, set[str]] = defaultdict(set)
+    negated: dict[str, set[str]] = defaultdict(set)
     for mention in store.iter_mentions():
         if mention.entity_id in kinds:
-            mentioned[mention.source_id].add(mention.entity_id)
+            (negated if mention.negated else stated)[mention.source_id].add(mention.entity_id)
+    describable = (*pack.condition_types, *pack.finding_types)
     found = []
     for source in store.iter_sources():
         title = normalize_name(source.title or "")
-        entities = mentioned.get(source.id, set())
-        named = sorted(((len(normalize_name(kinds[e][0]).split()), e) for e in entities
-                        if kinds[e][1] in pack.condition_types and _names(title, kinds[e][0])), reverse=True)
-        if not title or not named or (len(named) > 1 and named[0][0] == named[1][0]):
+        entities = stated.get(source.id, set()) - negated.get(source.id, set())
+        named = sorted(((len(normalize_name(kinds[e][0]).split()), kinds[e][1] in pack.condition_types, e)
+                        for e in entities if kinds[e][1] in describable and _names(title, kinds[e][0])), reverse=True)
+        if not title or not named or (len(named) > 1 and named[0][:2] == named[1][:2]):
             continue  # no condition in the title, or two as specific: not a description of one
-        found += [(named[0][1], e, source.id) for e in sorted(entities) if kinds[e][1] in pack.finding_types]
+        subject = named[0][2]
+        found += [(subject, e, source.id) for e in sorted(entities)]
     return found
 
 

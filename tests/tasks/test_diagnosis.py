@@ -493,21 +493,59 @@ def test_diagnose_from_a_store_ranks_its_conditions_with_the_sources_of_each_edg
         about = Source.document(text, "mumps.txt", title="Mumps (viral)")
         mumps = Entity("medical:disease:mumps", "Mumps", "Disease", "medical")
         swelling = Entity("medical:symptom:swelling", "swelling", "Symptom", "medical")
-        store.upsert_entities([mumps, swelling])
+        jaw = Entity("medical:anatomy:jaw", "jaw", "Anatomy", "medical")
+        store.upsert_entities([mumps, swelling, jaw])
         store.upsert_mentions([Mention(mumps.id, about.id, 0, 5, "Mumps", text),
                                Mention(swelling.id, about.id, 7, 15, "swelling", text),
+                               Mention(jaw.id, about.id, 23, 26, "jaw", text),
                                Mention(fever.id, about.id, 33, 38, "fever", text)])
-        store.upsert_sources([about])
+        # A lexicon may file a condition under a finding type; a document titled by it still describes it, and
+        # what the document negates is not one of its findings.
+        aneurysm = Entity("medical:symptom:aortic-aneurysm", "Aortic aneurysm", "Symptom", "medical")
+        pain = Entity("medical:symptom:back-pain", "back pain", "Symptom", "medical")
+        text2 = "Aortic aneurysm: back pain, no fever."
+        about2 = Source.document(text2, "aneurysm.txt", title="Abdominal aortic aneurysm")
+        store.upsert_entities([aneurysm, pain])
+        store.upsert_mentions([Mention(aneurysm.id, about2.id, 0, 15, "Aortic aneurysm", text2),
+                               Mention(pain.id, about2.id, 17, 26, "back pain", text2),
+                               Mention(fever.id, about2.id, 31, 36, "fever", text2, negated=True)])
+        store.upsert_sources([about, about2])
         knowledge = store_knowledge(store)
+        described = {entity.id: "DESCRIBED_WITH" for entity in (mumps, swelling, jaw, fever)}
         assert knowledge.edges == {"Flu": {fever.id: "HAS_SYMPTOM"}, "Cold": {sneeze.id: "HAS_SYMPTOM"},
-                                   "Mumps": {fever.id: "DESCRIBED_WITH", swelling.id: "DESCRIBED_WITH"}}
+                                   "Mumps": described,
+                                   "Aortic aneurysm": {aneurysm.id: "DESCRIBED_WITH", pain.id: "DESCRIBED_WITH"}}
         assert knowledge.edge_sources["Mumps"][swelling.id] == [about.id]
         assert knowledge.edge_sources["Flu"] == {fever.id: ["doc:a"]} and knowledge.label_ids["Flu"] == flu.id
         model = open_diagnosis_model(None, store=store)
         with pytest.raises(DomainError, match="names no condition_types"):
             store_knowledge(store, domain="general")
-    result = diagnose_case(model, findings=["fever"], absent=["sneezing"], top_k=3)
+    result = diagnose_case(model, findings=["fever"], absent=["sneezing"], top_k=4)
     first = result["diagnoses"][0]
     assert first["label"] == "Flu" and first["supports"][0]["sources"] == ["doc:a"]
     cold_entry = next(entry for entry in result["diagnoses"] if entry["label"] == "Cold")
     assert [item["finding"] for item in cold_entry["against"]] == [sneeze.id]
+
+
+def test_the_store_bench_ingests_the_discussions_and_ranks_every_case_from_the_store(tmp_path, monkeypatch,
+                                                                                    medical_extractor):
+    from kgmm.bench.diagnosis import store_ranking
+    from kgmm.tasks import diagnosis
+
+    monkeypatch.setattr(diagnosis, "_extractor", lambda domain: medical_extractor)
+    records = [
+        {"U_id": "MPX1", "Case": {"Case Diagnosis": "Acute pneumonia", "History": "Fever and a productive cough.",
+                                  "Findings": "Consolidation."},
+         "Topic": {"Disease Discussion": "Pneumonia presents with fever, cough and dyspnea."}},
+        {"U_id": "MPX2", "Case": {"Case Diagnosis": "Migraine", "History": "Headache with nausea.", "Findings": "-"},
+         "Topic": {"Disease Discussion": "Migraine gives a throbbing headache, nausea and photophobia."}},
+        {"U_id": "MPX3", "Case": {"Case Diagnosis": "Zzyzx syndrome", "History": "Headache.", "Findings": "-"},
+         "Topic": {"Disease Discussion": "A syndrome nobody named in the lexicon."}},
+    ]
+    path = tmp_path / "data_test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    result = store_ranking(path, store=tmp_path / "store")
+    assert (result["cases"], result["documents"]) == (3, 3)
+    # pneumonia and migraine resolve to the store's conditions and rank first; the unnamed syndrome is a miss
+    assert result["labels_resolved"] == 2 and result["top1"] == round(2 / 3, 4)
+    assert (tmp_path / "store").exists()
