@@ -5,8 +5,12 @@ A synthesized question starts at a sampled topic entity, follows a sampled chain
 question's answers are every entity its facts lead to. Its wording comes from the relation names alone:
 ``snake_case``, ``camelCase`` and dotted names are split into words (``directed_by`` -> "directed by",
 ``people.person.placeOfBirth`` -> "place of birth"), their lemmas give a second reading ("direct by"), a domain
-pack's trigger words give more, and generic English templates turn them into forward and inverse questions
-("what is the directed by of [X]", "what did [X] direct"), several per chain. Nothing here names a data set's
+pack's trigger words give more, and the words' grammar gives the rest: a passive agent (``directed_by``: "who
+directed [X]", "what did [X] direct"), a participle before a noun (``starred_actors``: "who starred in [X]"), a
+present-tense verb (``treats``: "what does [X] treat"), a head noun and its question word (``release_year``: "when
+was [X] released"). Generic English templates turn them into forward and inverse questions, several per chain,
+nested with only the outer step worded as a question ("what genre do the ones directed by [X] have"), and a
+relation followed there and back as sharing ("the ones that share actors with [X]"). Nothing here names a data set's
 relations or copies its questions, so the same code serves a movie KG, a medical graph, a product catalogue and
 a KG it has never seen. Relation names with no word in them (``P31``, ``r_12``) still train, under a reading of
 their own name; a model can tell them apart only through labelled examples, which the caller warns about.
@@ -33,12 +37,39 @@ _NAMESPACE = re.compile(r"[./:#]")
 
 _FORWARD = ("the {w} of {x}", "{x} 's {w}", "the {w} for {x}", "{w} of {x}", "the {w} that {x} has")
 _INVERSE = ("what {w} {x}", "the ones {w} {x}", "those with {w} {x}", "what has {w} {x}", "whatever has {w} {x}")
-_AGENT_FORWARD = ("who {verb} {x}", "the one who {verb} {x}", "what {verb} {x}")
-_AGENT_INVERSE = ("what did {x} {base}", "what was {verb} by {x}", "what {x} {verb}", "the ones {x} {verb}")
+_AGENT_FORWARD = ("who {verb} {x}", "the one who {verb} {x}", "what {verb} {x}", "{x} was {verb} by whom",
+                  "by whom was {x} {verb}", "the {kind} who {verb} {x}")
+_AGENT_INVERSE = ("what did {x} {base}", "what was {verb} by {x}", "what {x} {verb}", "the ones {x} {verb}",
+                  "which {kind}s did {x} {base}", "what {kind}s were {verb} by {x}", "the {kind}s {verb} by {x}")
+_NOUN_FORWARD = ("what {noun} is {x}", "what {noun} does {x} have", "which {noun} does {x} have", "{x} has what {noun}",
+                 "what is the {noun} of {x}", "the {noun} of {x} is what", "the {noun} of {x}", "{x} 's {noun}")
+_NOUN_INVERSE = ("what has {noun} {x}", "what has {x} as its {noun}", "which {kind}s have {x} as {noun}",
+                 "the ones whose {noun} is {x}", "what is of {noun} {x}", "the {kind}s with {noun} {x}")
+_ACT_FORWARD = ("who {verb} in {x}", "which {noun} {verb} in {x}", "who was {verb} in {x}", "the {noun} {verb} in {x}")
+_ACT_INVERSE = ("what did {x} {base} in", "what was {x} {verb} in", "which {kind}s did {x} {base} in",
+                "what has {x} {verb} in", "the {kind}s {x} {verb} in")
+_DOES_FORWARD = ("what does {x} {base}", "what can {x} {base}", "which {kind}s does {x} {base}", "{x} {verb} what",
+                 "the {kind}s {x} {verb}")
+_WHEN_FORWARD = ("when was {x} {mod}", "what {noun} was {x} {mod}", "in which {noun} was {x} {mod}", "when is {x} from",
+                 "{x} is from which {noun}")
+_WHERE_FORWARD = ("where is {x}", "where is {x} from", "in which {noun} is {x}")
+_SHARE = ("the ones that share {w} with {x}", "those with the same {w} as {x}", "what shares {w} with {x}",
+          "the others with the {w} of {x}")
+_TOGETHER = ("who {verb} together with {x}", "who {verb} alongside {x}", "who {verb} with {x}",
+             "who else {verb} with {x}", "the ones who {verb} with {x}")
 _ASK = ("what is {np}", "what are {np}", "which are {np}", "{np}", "who is {np}", "list {np}", "name {np}",
         "tell me {np}", "what would be {np}", "which ones are {np}")
 _THEN_FORWARD = ("then their {w}", "and the {w} of those", "then the {w}")
 _THEN_INVERSE = ("then what {w} them", "and whatever has {w} those", "then the ones {w} them")
+# Broad words a question may put before its topic or its answers ("the item [X]", "which people ..."): they name
+# no relation, so a model learns they add no step. None is a data set's type.
+_KINDS = ("thing", "item", "one", "entity", "person", "people", "place", "work", "title", "record", "object",
+          "product", "group", "organization", "event", "subject", "case", "name")
+_TIME_NOUNS = frozenset("year date time day month decade century period era".split())
+_PLACE_NOUNS = frozenset("place location city country region area site venue address town".split())
+_PREPOSITIONS = frozenset("by of in for with on at to from as".split())
+_TOPIC = re.compile(r"\[[^\]]*\]")
+_QUESTION = re.compile(r"^(?:what|which|who|when|where|in which|by whom)\b|\b(?:what|which|whom)\b")
 
 
 @dataclass(frozen=True)
@@ -51,6 +82,14 @@ class RelationReading:
         agent_verb (str, optional): for a passive ``<verb>ed_by`` name, the participle ("directed").
         agent_base (str, optional): and its base form ("direct"), for active readings ("what did X direct").
         opaque (bool): the name holds no word (``P31``): it is read by its own name only.
+        noun (str, optional): the name's head noun ("actors" of ``starred_actors``, "year" of ``release_year``).
+        act_verb (str, optional): a participle before the head noun ("starred"): "who starred in X".
+        act_base (str, optional): its base form ("star"): "what did X star in".
+        does (str, optional): a present-tense verb name ("treats", "works for"), and ``does_base`` its base
+            ("treat"): "what does X treat".
+        wh (str): the question word its values take: "when" for a time noun, "where" for a place noun.
+        mod (str, optional): with a time or place noun, the participle of the words before it ("released" of
+            ``release_year``): "when was X released".
     """
 
     relation: str
@@ -58,6 +97,13 @@ class RelationReading:
     agent_verb: str | None = None
     agent_base: str | None = None
     opaque: bool = False
+    noun: str | None = None
+    act_verb: str | None = None
+    act_base: str | None = None
+    does: str | None = None
+    does_base: str | None = None
+    wh: str = "what"
+    mod: str | None = None
 
 
 def relation_words(name: str) -> list[str]:
@@ -84,8 +130,8 @@ def _holds_a_word(words: Sequence[str]) -> bool:
 
 def relation_readings(relations: Sequence[str], signal_words: dict[str, Sequence[str]] | None = None,
                       lemmatize=None) -> list[RelationReading]:
-    """Return each relation's readings: its words, their lemmas (``lemmatize``: words -> lemmas, e.g. spaCy's)
-    and its ``signal_words`` (a domain pack's trigger words for it)."""
+    """Return each relation's readings: its words, their lemmas (``lemmatize``: words -> lemmas, e.g. spaCy's),
+    its head noun, the verb it names and its ``signal_words`` (a domain pack's trigger words for it)."""
     readings = []
     for relation in relations:
         words = relation_words(relation)
@@ -93,18 +139,58 @@ def relation_readings(relations: Sequence[str], signal_words: dict[str, Sequence
         phrase = " ".join(words) if words else str(relation)
         phrases = [phrase] if not opaque else [f"relation {phrase}"]
         lemmas = lemmatize(words) if lemmatize is not None and not opaque else words
-        for variant in (lemmas, _without_lead(words), _without_lead(lemmas)):
-            if variant and " ".join(variant) not in phrases:
+        forms = {} if opaque else _word_forms(words, lemmas)
+        for variant in (lemmas, _without_lead(words), _without_lead(lemmas), [forms.get("noun") or ""]):
+            if variant and " ".join(variant) and " ".join(variant) not in phrases:
                 phrases.append(" ".join(variant))
         for word in (signal_words or {}).get(relation, ()):
             word = " ".join(str(word).lower().split())
             if word and word not in phrases:
                 phrases.append(word)
-        verb = base = None
-        if len(words) >= 2 and words[-1] == "by" and not opaque:  # a passive agent: "directed by", "written by"
-            verb, base = " ".join(words[:-1]), " ".join(lemmas[:-1])
-        readings.append(RelationReading(relation, tuple(phrases), verb, base, opaque))
+        readings.append(RelationReading(relation, tuple(phrases), opaque=opaque, **forms))
     return readings
+
+
+def _word_forms(words: Sequence[str], lemmas: Sequence[str]) -> dict:
+    """The grammatical readings of a relation's words: a passive agent ("directed by"), a participle before a
+    noun ("starred actors"), a present-tense verb ("treats", "works for"), the head noun and its question word."""
+    forms: dict = {}
+    if not words:
+        return forms
+    if len(lemmas) != len(words):  # the lemmatizer split a word otherwise: read the words as they are
+        lemmas = list(words)
+    participle = [_is_participle(word, lemma) for word, lemma in zip(words, lemmas, strict=True)]
+    if len(words) >= 2 and words[-1] == "by" and participle[-2]:  # "directed by", "written by"
+        forms.update(agent_verb=" ".join(words[:-1]), agent_base=" ".join(lemmas[:-1]))
+    elif len(words) <= 3 and words[0] not in _LEADING and words[0] != lemmas[0] and words[0].endswith("s") \
+            and all(w in _PREPOSITIONS for w in words[1:]):  # "treats", "works for"
+        forms.update(does=" ".join(words), does_base=" ".join([lemmas[0], *words[1:]]))
+    content = [i for i, w in enumerate(words) if w not in _PREPOSITIONS and w not in _LEADING]
+    if not content or "agent_verb" in forms or "does" in forms:
+        return forms
+    cut = words.index("of") if "of" in words[1:] else len(words)  # "place of birth": the head is "place"
+    heads = [i for i in content if i < cut and not participle[i]]
+    if heads:
+        head = heads[-1]
+        forms["noun"] = words[head]
+        if head > 0 and participle[head - 1]:  # "starred actors"
+            forms.update(act_verb=words[head - 1], act_base=lemmas[head - 1])
+        noun = lemmas[head]
+        forms["wh"] = "when" if noun in _TIME_NOUNS else "where" if noun in _PLACE_NOUNS else "what"
+        before = [lemmas[i] for i in content if i < head]
+        if forms["wh"] != "what" and len(before) == 1:  # "release year" -> "when was X released"
+            forms["mod"] = _participle_of(before[0])
+    return forms
+
+
+def _is_participle(word: str, lemma: str) -> bool:
+    """Whether a word reads as a past participle of its lemma ("starred" of "star", "written" of "write")."""
+    return word != lemma and word.endswith(("ed", "en", "wn", "rn"))
+
+
+def _participle_of(base: str) -> str:
+    """A regular past participle ("release" -> "released", "open" -> "opened")."""
+    return base + ("d" if base.endswith("e") else "ed")
 
 
 def _without_lead(words: Sequence[str]) -> list[str]:
@@ -230,26 +316,71 @@ def word_chain(topic: str, chain: Sequence[int], readings: Sequence[RelationRead
                rng: random.Random) -> str:
     """Word a chain of relation-directions from ``topic`` as a question, nested ("the genre of the films
     directed by [X]") or, for longer chains, now and then in sequence ("the directed by of [X] , then their
-    genre")."""
-    if len(chain) > 1 and rng.random() < 0.35:
+    genre"). A relation followed there and back ("the films of the director of [X]") is now and then worded as
+    sharing ("the ones that share directed by with [X]")."""
+    if rng.random() < 0.25:
+        topic = f"the {rng.choice(_KINDS)} {topic}"
+    if len(chain) > 1 and rng.random() < 0.3:
         first = _step_phrase(topic, chain[0], readings, num_relations, rng)
         rest = [_then_phrase(key, readings, num_relations, rng) for key in chain[1:]]
         return " , ".join([_ask(first, rng), *rest])
-    phrase = topic
-    for key in chain:
-        phrase = _step_phrase(phrase, key, readings, num_relations, rng)
+    phrase, position = topic, 0
+    while position < len(chain):
+        key = chain[position]
+        there_and_back = position + 1 < len(chain) and chain[position + 1] == (key + num_relations) % (2 * num_relations)
+        if there_and_back and rng.random() < 0.6:
+            position += 2
+            phrase = _share_phrase(phrase, key, readings, num_relations, rng, outer=position >= len(chain))
+            continue
+        position += 1
+        phrase = _step_phrase(phrase, key, readings, num_relations, rng, outer=position >= len(chain))
     return _ask(phrase, rng)
 
 
 def _step_phrase(inner: str, key: int, readings: Sequence[RelationReading], num_relations: int,
-                 rng: random.Random) -> str:
+                 rng: random.Random, outer: bool = True) -> str:
+    """One step's wording around ``inner``, from one of the template families its reading allows (a question
+    only as the ``outer`` step; inside, a noun phrase: "the films directed by [X]")."""
     reading = readings[key % num_relations]
-    forward = key < num_relations
-    if reading.agent_verb and rng.random() < 0.5:
-        template = rng.choice(_AGENT_FORWARD if forward else _AGENT_INVERSE)
-        return template.format(verb=reading.agent_verb, base=reading.agent_base, x=inner)
-    template = rng.choice(_FORWARD if forward else _INVERSE)
-    return template.format(w=rng.choice(reading.phrases), x=inner)
+    families = [(kept, fill) for templates, fill in _families(reading, key < num_relations)
+                if (kept := tuple(t for t in templates if outer or not _QUESTION.search(t)))]
+    templates, fill = families[rng.randrange(len(families))]
+    return rng.choice(templates).format(x=inner, kind=rng.choice(_KINDS), w=rng.choice(reading.phrases), **fill)
+
+
+def _families(reading: RelationReading, forward: bool) -> list[tuple[tuple[str, ...], dict]]:
+    """The template families a relation-direction can be worded by, each with its filled-in words."""
+    families: list[tuple[tuple[str, ...], dict]] = [(_FORWARD if forward else _INVERSE, {})]
+    if reading.agent_verb:
+        verbs = {"verb": reading.agent_verb, "base": reading.agent_base}
+        families += [(_AGENT_FORWARD if forward else _AGENT_INVERSE, verbs)] * 2
+    if reading.act_verb:
+        verbs = {"verb": reading.act_verb, "base": reading.act_base, "noun": reading.noun}
+        families += [(_ACT_FORWARD if forward else _ACT_INVERSE, verbs)] * 2
+    if reading.does and forward:
+        families.append((_DOES_FORWARD, {"verb": reading.does, "base": reading.does_base}))
+    if reading.noun:
+        families.append((_NOUN_FORWARD if forward else _NOUN_INVERSE, {"noun": reading.noun}))
+    if forward and reading.wh == "when":
+        templates = _WHEN_FORWARD if reading.mod else tuple(t for t in _WHEN_FORWARD if "{mod}" not in t)
+        families.append((templates, {"noun": reading.noun, "mod": reading.mod}))
+    elif forward and reading.wh == "where":
+        families.append((_WHERE_FORWARD, {"noun": reading.noun}))
+    return families
+
+
+def _share_phrase(inner: str, key: int, readings: Sequence[RelationReading], num_relations: int,
+                  rng: random.Random, outer: bool = True) -> str:
+    """A relation followed there and back, worded as sharing its value with ``inner`` (or, for a verb reading
+    read from its value side, as doing it together: "who starred together with [X]")."""
+    reading = readings[key % num_relations]
+    verb = reading.act_verb or reading.agent_verb
+    if key >= num_relations and verb and rng.random() < 0.5:
+        templates = _TOGETHER
+    else:
+        templates = _SHARE
+    templates = [t for t in templates if outer or not _QUESTION.search(t)]
+    return rng.choice(templates).format(verb=verb, w=rng.choice(reading.phrases), x=inner)
 
 
 def _then_phrase(key: int, readings: Sequence[RelationReading], num_relations: int, rng: random.Random) -> str:
@@ -259,7 +390,7 @@ def _then_phrase(key: int, readings: Sequence[RelationReading], num_relations: i
 
 
 def _ask(phrase: str, rng: random.Random) -> str:
-    if phrase.split(" ", 1)[0] in ("what", "who", "whatever"):
+    if _QUESTION.search(_TOPIC.sub(" ", phrase)):  # already a question (a title such as "What Women Want" aside)
         return phrase
     return rng.choice(_ASK).format(np=phrase)
 

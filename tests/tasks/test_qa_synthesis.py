@@ -78,6 +78,40 @@ def test_opaque_names_are_told_apart_from_words():
     assert relation_readings(["TREATS"], {"TREATS": ["cures", "treats"]})[0].phrases == ("treats", "cures")
 
 
+LEMMAS = {"starred": "star", "actors": "actor", "treats": "treat", "works": "work", "directed": "direct"}
+
+
+def test_readings_know_head_nouns_verbs_and_question_words():
+    readings = relation_readings(["starred_actors", "release_year", "treats", "worksFor", "placeOfBirth", "P31"],
+                                 lemmatize=lambda words: [LEMMAS.get(word, word) for word in words])
+    starred, year, treats, works, place, opaque = readings
+    assert (starred.noun, starred.act_verb, starred.act_base, starred.wh) == ("actors", "starred", "star", "what")
+    assert "actors" in starred.phrases
+    assert (year.noun, year.wh, year.mod) == ("year", "when", "released")
+    assert (treats.does, treats.does_base, treats.noun) == ("treats", "treat", None)
+    assert (works.does, works.does_base) == ("works for", "work for")
+    assert (place.noun, place.wh) == ("place", "where")
+    assert opaque.opaque and opaque.noun is None and opaque.act_verb is None
+
+
+def test_only_the_outer_step_is_worded_as_a_question():
+    import re
+
+    from kgmm.tasks.qa_synthesis import word_chain
+
+    readings = relation_readings(["directed_by", "starred_actors", "has_genre"],
+                                 lemmatize=lambda words: [LEMMAS.get(word, word) for word in words])
+    rng = random.Random(0)
+    question_word = re.compile(r"\b(?:what|which|whom|when|where)\b")  # "who" may be relative: "the one who"
+    worded = [word_chain("[X]", [rng.randrange(6) for _ in range(3)], readings, 3, rng) for _ in range(400)]
+    nested = [text for text in worded if " , " not in text]
+    assert len(nested) > 150
+    for text in nested:  # inner steps are noun phrases: "what genre do the ones directed by [X] have"
+        assert len(question_word.findall(text)) <= 1, text
+    assert any("together with [X]" in text or "share" in text for text in worded)
+    assert any("star in" in text or "starred in" in text for text in worded)
+
+
 def test_every_synthesized_answer_is_what_its_chain_reaches(world):
     from kgmm.sources.triples import relation_type
     from kgmm.tasks.qa import kb_graph
