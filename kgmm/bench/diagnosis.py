@@ -157,7 +157,8 @@ def store_ranking(path: str | Path, *, store: str | Path | None = None, domain: 
 def _resolved(graph, label: str, conditions: set[str]) -> str | None:
     """The ranked condition a case's label names: the store's best match whose words are all in the label."""
     from kgmm.schema import normalize_name
+    from kgmm.tasks.diagnosis import title_names
 
-    words = set(normalize_name(label).split())
-    return next((m.entity.name for m in graph.find_entities(label, limit=10) if m.entity.name in conditions
-                 and set(normalize_name(m.entity.name).split()) <= words), None)
+    title = normalize_name(label)
+    return next((m.entity.name for m in graph.find_entities(label, limit=10)
+                 if m.entity.name in conditions and title_names(title, m.entity.name)), None)

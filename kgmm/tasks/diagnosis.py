@@ -135,16 +135,24 @@ def _described_with(store, kinds: dict, pack) -> list[tuple[str, str, str]]:
     for source in store.iter_sources():
         title = normalize_name(source.title or "")
         entities = stated.get(source.id, set()) - negated.get(source.id, set())
-        named = sorted(((len(normalize_name(kinds[e][0]).split()), kinds[e][1] in pack.condition_types, e)
-                        for e in entities if kinds[e][1] in describable and _names(title, kinds[e][0])), reverse=True)
-        if not title or not named or (len(named) > 1 and named[0][:2] == named[1][:2]):
-            continue  # no condition in the title, or two as specific: not a description of one
-        subject = named[0][2]
+        named = sorted((-len(normalize_name(kinds[e][0]).split()), kinds[e][1] not in pack.condition_types,
+                        _first_word_at(title, kinds[e][0]), e)
+                       for e in entities if kinds[e][1] in describable and title_names(title, kinds[e][0]))
+        if not title or not named or (len(named) > 1 and named[0][:3] == named[1][:3]):
+            continue  # no condition in the title, or two alike: not a description of one
+        subject = named[0][3]
         found += [(subject, e, source.id) for e in sorted(entities)]
     return found
 
 
-def _names(title: str, name: str) -> bool:
+def _first_word_at(title: str, name: str) -> int:
+    """Where the first of ``name``'s words stands in a normalised ``title``: a title is about what it names first
+    ("Dacryocystocele with dacryocystitis" is about a dacryocystocele)."""
+    words = title.split()
+    return min(words.index(word) for word in normalize_name(name).split())
+
+
+def title_names(title: str, name: str) -> bool:
     """Whether a document's (normalised) title names an entity: the same words, or the entity's words all in it."""
     key = normalize_name(name)
     return bool(key) and (key == title or set(key.split()) <= set(title.split()))

@@ -38,6 +38,9 @@ DEFAULT_EPOCHS = 12
 SYNTHETIC_EPOCHS = 6  # on synthesized questions alone: their validation Hits@1 levels off by then (MetaQA)
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 1e-3
+CHAIN_WEIGHT = 0.5  # how much a synthesized question's known chain (its hops, its relations) counts beside its answers
+LABELLED_SHARE = 0.2  # labelled questions mixed with synthesized ones are repeated up to this share of the mix
+MAX_REPEATS = 20  # ... but no labelled question is seen more than this many times an epoch
 PATIENCE = 3  # epochs without a better validation Hits@1 before stopping (never before half the epochs)
 ANSWER_THRESHOLD = 0.5  # an entity scoring at least this is in the predicted answer set (for F1)
 MAX_SPAN_TOKENS = 10
@@ -216,6 +219,7 @@ class Example:
     seeds: list[int]
     answers: list[int] = field(default_factory=list)
     missing_answers: int = 0
+    chain: list[int] | None = None  # a synthesized question's relation-directions, one per step it takes
 
 
 def link_question(question: Question, graph: QAGraph) -> Example:
@@ -614,7 +618,8 @@ def _synthetic_examples(graph: QAGraph, relations: list[str], *, steps: int, cou
     opaque = [reading.relation for reading in readings if reading.opaque]
     warnings = [f"relation type(s) {', '.join(opaque[:10])} hold no word to ask by; questions about them are "
                 "matched only through labelled examples (--train)"] if opaque else []
-    return [Example(q.question, mask_topics(q.question.text), [q.topic], list(q.answers)) for q in made], warnings
+    return [Example(q.question, mask_topics(q.question.text), [q.topic], list(q.answers), chain=list(q.chain))
+            for q in made], warnings
 
 
 def _validation_cut(count: int) -> int:
@@ -625,12 +630,15 @@ def _validation_cut(count: int) -> int:
 
 def _mixed(usable: list[Example], validation: list[Example], made: list[Example], *, labelled_dev: bool,
            seed: int) -> tuple[list[Example], list[Example]]:
-    """Add the synthesized examples to the labelled ones; without a labelled dev file, 5% of them (at most 2,000)
-    validate."""
+    """Add the synthesized examples to the labelled ones, each labelled one repeated so that they make up at least
+    ``LABELLED_SHARE`` of the mix (at most ``MAX_REPEATS`` copies: 20 written questions among 24,000 made ones
+    would otherwise count for nothing); without a labelled dev file, 5% of the made ones (at most 2,000) validate."""
     made = list(made)
     random.Random(seed).shuffle(made)
     cut = 0 if labelled_dev else _validation_cut(len(made))
-    combined = usable + made[cut:]
+    wanted = LABELLED_SHARE * (len(made) - cut) / (1 - LABELLED_SHARE)
+    repeats = min(MAX_REPEATS, max(1, math.ceil(wanted / len(usable)))) if usable else 1
+    combined = usable * repeats + made[cut:]
     random.Random(seed + 1).shuffle(combined)
     return combined, validation + made[:cut]
 
@@ -719,7 +727,7 @@ def _train_epoch(model, graph: QAGraph, train: _Encoded, optimiser, schedule, ba
         mask = train.mask[index]
         width = int(mask.sum(1).max())
         reasoning = model(graph.graph, seeds, {"question": states[:, :width]}, {"question": mask[:, :width]})
-        loss = answer_loss(reasoning.scores, target)
+        loss = answer_loss(reasoning.scores, target) + CHAIN_WEIGHT * chain_loss(reasoning, batch)
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -736,6 +744,26 @@ def answer_loss(scores, target):
         scores, target ``[N, B]`` -> scalar.
     """
     return ((scores - target) ** 2).sum(0).mean()
+
+
+def chain_loss(reasoning, batch: Sequence[Example]):
+    """Cross-entropy of the steps a synthesized question takes and of the relation each of them follows, averaged
+    over the batch's synthesized questions (0 when it has none): the chain its answers came from is known, so the
+    model is told how many hops it is and which relations, not left to find them from the answers alone.
+
+    Shapes:
+        reasoning.hop_weights ``[B, T]``, reasoning.relation_weights ``[B, T, 2R]`` -> scalar.
+    """
+    import torch
+
+    rows = [(b, e.chain) for b, e in enumerate(batch) if e.chain]
+    if not rows:
+        return reasoning.scores.new_zeros(())
+    hops = torch.tensor([len(chain) - 1 for _, chain in rows])
+    hop_loss = -torch.log(reasoning.hop_weights[torch.tensor([b for b, _ in rows]), hops] + 1e-9).mean()
+    b, t, key = (torch.tensor(v) for v in zip(*[(b, t, k) for b, chain in rows for t, k in enumerate(chain)],
+                                               strict=True))
+    return hop_loss - torch.log(reasoning.relation_weights[b, t, key] + 1e-9).mean()
 
 
 def _hits_at_1(model, graph: QAGraph, examples: Sequence[Example], states, mask, batch_size: int = 256) -> float:

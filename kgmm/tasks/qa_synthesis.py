@@ -38,23 +38,38 @@ _NAMESPACE = re.compile(r"[./:#]")
 _FORWARD = ("the {w} of {x}", "{x} 's {w}", "the {w} for {x}", "{w} of {x}", "the {w} that {x} has")
 _INVERSE = ("what {w} {x}", "the ones {w} {x}", "those with {w} {x}", "what has {w} {x}", "whatever has {w} {x}")
 _AGENT_FORWARD = ("who {verb} {x}", "the one who {verb} {x}", "what {verb} {x}", "{x} was {verb} by whom",
-                  "by whom was {x} {verb}", "the {kind} who {verb} {x}")
+                  "by whom was {x} {verb}", "the {kind} who {verb} {x}", "{x} was {verb} by who",
+                  "{x} were {verb} by which {kinds}")
 _AGENT_INVERSE = ("what did {x} {base}", "what was {verb} by {x}", "what {x} {verb}", "the ones {x} {verb}",
-                  "which {kind}s did {x} {base}", "what {kind}s were {verb} by {x}", "the {kind}s {verb} by {x}")
+                  "which {kinds} did {x} {base}", "what {kinds} were {verb} by {x}", "the {kinds} {verb} by {x}",
+                  "{x} {verb} which {kinds}", "{x} {verb} what")
+# The agent noun of a passive name ("director" of ``directed_by``): "the director of [X]", "films with director [X]".
+_AGENT_NOUN_FORWARD = ("the {agent} of {x}", "who is the {agent} of {x}", "{x} 's {agent}", "which {agent} {verb} {x}",
+                       "the {agent} who {verb} {x}", "who was the {agent} of {x}")
+_AGENT_NOUN_INVERSE = ("the ones with {agent} {x}", "the {kinds} whose {agent} is {x}", "what has {x} as {agent}",
+                       "which {kinds} have {x} as their {agent}", "the {kinds} of {agent} {x}")
 _NOUN_FORWARD = ("what {noun} is {x}", "what {noun} does {x} have", "which {noun} does {x} have", "{x} has what {noun}",
                  "what is the {noun} of {x}", "the {noun} of {x} is what", "the {noun} of {x}", "{x} 's {noun}")
-_NOUN_INVERSE = ("what has {noun} {x}", "what has {x} as its {noun}", "which {kind}s have {x} as {noun}",
-                 "the ones whose {noun} is {x}", "what is of {noun} {x}", "the {kind}s with {noun} {x}")
-_ACT_FORWARD = ("who {verb} in {x}", "which {noun} {verb} in {x}", "who was {verb} in {x}", "the {noun} {verb} in {x}")
-_ACT_INVERSE = ("what did {x} {base} in", "what was {x} {verb} in", "which {kind}s did {x} {base} in",
-                "what has {x} {verb} in", "the {kind}s {x} {verb} in")
-_DOES_FORWARD = ("what does {x} {base}", "what can {x} {base}", "which {kind}s does {x} {base}", "{x} {verb} what",
-                 "the {kind}s {x} {verb}")
+_NOUN_INVERSE = ("what has {noun} {x}", "what has {x} as its {noun}", "which {kinds} have {x} as {noun}",
+                 "the ones whose {noun} is {x}", "what is of {noun} {x}", "the {kinds} with {noun} {x}")
+_ACT_FORWARD = ("who {verb} in {x}", "which {noun} {verb} in {x}", "who was {verb} in {x}", "the {noun} {verb} in {x}",
+                "{x} {verb} who", "{x} {verb} which {noun}")
+_ACT_INVERSE = ("what did {x} {base} in", "what was {x} {verb} in", "which {kinds} did {x} {base} in",
+                "what has {x} {verb} in", "the {kinds} {x} {verb} in", "{x} {verb} in which {kinds}",
+                "{x} {verb} in what")
+_DOES_FORWARD = ("what does {x} {base}", "what can {x} {base}", "which {kinds} does {x} {base}", "{x} {verb} what",
+                 "the {kinds} {x} {verb}")
 _WHEN_FORWARD = ("when was {x} {mod}", "what {noun} was {x} {mod}", "in which {noun} was {x} {mod}", "when is {x} from",
-                 "{x} is from which {noun}")
+                 "{x} is from which {noun}", "{x} was {mod} in which {noun}", "when were {x} {mod}")
 _WHERE_FORWARD = ("where is {x}", "where is {x} from", "in which {noun} is {x}")
 _SHARE = ("the ones that share {w} with {x}", "those with the same {w} as {x}", "what shares {w} with {x}",
           "the others with the {w} of {x}")
+# From the topic's side, a shared agent or actor said with "also": "the films whose directors also directed [X]"
+# inside a question; as the question itself, "the director of [X] also directed which films".
+_ALSO = ("the ones whose {agent}s also {past} {x}", "the {kinds} whose {agent} also {past} {x}",
+         "those whose {agent}s have also {verb} {x}")
+_ALSO_ASKED = ("the {agent} of {x} also {past} which {kinds}", "which {kinds} did the {agent} of {x} also {base}",
+               "the {agent} of {x} is also the {agent} of which {kinds}", "what else did the {agent} of {x} {base}")
 _TOGETHER = ("who {verb} together with {x}", "who {verb} alongside {x}", "who {verb} with {x}",
              "who else {verb} with {x}", "the ones who {verb} with {x}")
 _ASK = ("what is {np}", "what are {np}", "which are {np}", "{np}", "who is {np}", "list {np}", "name {np}",
@@ -65,11 +80,12 @@ _THEN_INVERSE = ("then what {w} them", "and whatever has {w} those", "then the o
 # no relation, so a model learns they add no step. None is a data set's type.
 _KINDS = ("thing", "item", "one", "entity", "person", "people", "place", "work", "title", "record", "object",
           "product", "group", "organization", "event", "subject", "case", "name")
+_PLURALS = {"person": "people", "people": "people", "entity": "entities", "case": "cases"}
 _TIME_NOUNS = frozenset("year date time day month decade century period era".split())
 _PLACE_NOUNS = frozenset("place location city country region area site venue address town".split())
 _PREPOSITIONS = frozenset("by of in for with on at to from as".split())
 _TOPIC = re.compile(r"\[[^\]]*\]")
-_QUESTION = re.compile(r"^(?:what|which|who|when|where|in which|by whom)\b|\b(?:what|which|whom)\b")
+_QUESTION = re.compile(r"^(?:what|which|who|when|where|in which|by whom)\b|\b(?:what|which|whom)\b|\b(?:who|when)$")
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,8 @@ class RelationReading:
         wh (str): the question word its values take: "when" for a time noun, "where" for a place noun.
         mod (str, optional): with a time or place noun, the participle of the words before it ("released" of
             ``release_year``): "when was X released".
+        agent (str, optional): the one who does the verb, singular: "director" of ``directed_by``, "actor" of
+            ``starred_actors``: "the director of X", "the films whose actors also starred in X".
     """
 
     relation: str
@@ -104,6 +122,7 @@ class RelationReading:
     does_base: str | None = None
     wh: str = "what"
     mod: str | None = None
+    agent: str | None = None
 
 
 def relation_words(name: str) -> list[str]:
@@ -161,7 +180,7 @@ def _word_forms(words: Sequence[str], lemmas: Sequence[str]) -> dict:
         lemmas = list(words)
     participle = [_is_participle(word, lemma) for word, lemma in zip(words, lemmas, strict=True)]
     if len(words) >= 2 and words[-1] == "by" and participle[-2]:  # "directed by", "written by"
-        forms.update(agent_verb=" ".join(words[:-1]), agent_base=" ".join(lemmas[:-1]))
+        forms.update(agent_verb=" ".join(words[:-1]), agent_base=" ".join(lemmas[:-1]), agent=_agent_noun(lemmas[-2]))
     elif len(words) <= 3 and words[0] not in _LEADING and words[0] != lemmas[0] and words[0].endswith("s") \
             and all(w in _PREPOSITIONS for w in words[1:]):  # "treats", "works for"
         forms.update(does=" ".join(words), does_base=" ".join([lemmas[0], *words[1:]]))
@@ -174,7 +193,7 @@ def _word_forms(words: Sequence[str], lemmas: Sequence[str]) -> dict:
         head = heads[-1]
         forms["noun"] = words[head]
         if head > 0 and participle[head - 1]:  # "starred actors"
-            forms.update(act_verb=words[head - 1], act_base=lemmas[head - 1])
+            forms.update(act_verb=words[head - 1], act_base=lemmas[head - 1], agent=lemmas[head])
         noun = lemmas[head]
         forms["wh"] = "when" if noun in _TIME_NOUNS else "where" if noun in _PLACE_NOUNS else "what"
         before = [lemmas[i] for i in content if i < head]
@@ -186,6 +205,16 @@ def _word_forms(words: Sequence[str], lemmas: Sequence[str]) -> dict:
 def _is_participle(word: str, lemma: str) -> bool:
     """Whether a word reads as a past participle of its lemma ("starred" of "star", "written" of "write")."""
     return word != lemma and word.endswith(("ed", "en", "wn", "rn"))
+
+
+def _agent_noun(base: str) -> str:
+    """The regular noun for one who does ``base`` ("write" -> "writer", "direct" -> "director", "create" ->
+    "creator", "found" -> "founder")."""
+    if base.endswith("ate"):
+        return base[:-1] + "or"
+    if base.endswith(("ct", "it")):
+        return base + "or"
+    return base + ("r" if base.endswith("e") else "er")
 
 
 def _participle_of(base: str) -> str:
@@ -345,7 +374,13 @@ def _step_phrase(inner: str, key: int, readings: Sequence[RelationReading], num_
     families = [(kept, fill) for templates, fill in _families(reading, key < num_relations)
                 if (kept := tuple(t for t in templates if outer or not _QUESTION.search(t)))]
     templates, fill = families[rng.randrange(len(families))]
-    return rng.choice(templates).format(x=inner, kind=rng.choice(_KINDS), w=rng.choice(reading.phrases), **fill)
+    return rng.choice(templates).format(x=inner, w=rng.choice(reading.phrases), **_kind_words(rng), **fill)
+
+
+def _kind_words(rng: random.Random) -> dict:
+    """A broad kind word, singular and plural ("person", "people"; "item", "items")."""
+    kind = rng.choice(_KINDS)
+    return {"kind": kind, "kinds": _PLURALS.get(kind, kind if kind.endswith("s") else kind + "s")}
 
 
 def _families(reading: RelationReading, forward: bool) -> list[tuple[tuple[str, ...], dict]]:
@@ -359,6 +394,8 @@ def _families(reading: RelationReading, forward: bool) -> list[tuple[tuple[str, 
         families += [(_ACT_FORWARD if forward else _ACT_INVERSE, verbs)] * 2
     if reading.does and forward:
         families.append((_DOES_FORWARD, {"verb": reading.does, "base": reading.does_base}))
+    if reading.agent:
+        families.append((_AGENT_NOUN_FORWARD if forward else _AGENT_NOUN_INVERSE, _agent_fill(reading)))
     if reading.noun:
         families.append((_NOUN_FORWARD if forward else _NOUN_INVERSE, {"noun": reading.noun}))
     if forward and reading.wh == "when":
@@ -375,12 +412,23 @@ def _share_phrase(inner: str, key: int, readings: Sequence[RelationReading], num
     read from its value side, as doing it together: "who starred together with [X]")."""
     reading = readings[key % num_relations]
     verb = reading.act_verb or reading.agent_verb
+    fill = {"verb": verb, "w": rng.choice(reading.phrases), **_kind_words(rng)}
     if key >= num_relations and verb and rng.random() < 0.5:
         templates = _TOGETHER
+    elif key < num_relations and reading.agent and rng.random() < 0.5:
+        templates, fill = (_ALSO_ASKED + _ALSO if outer else _ALSO), {**fill, **_agent_fill(reading)}
     else:
         templates = _SHARE
     templates = [t for t in templates if outer or not _QUESTION.search(t)]
-    return rng.choice(templates).format(verb=verb, w=rng.choice(reading.phrases), x=inner)
+    return rng.choice(templates).format(x=inner, **fill)
+
+
+def _agent_fill(reading: RelationReading) -> dict:
+    """The words of a reading's agent templates: the agent noun and its verb ("directed", "starred in")."""
+    verb, base = ((reading.agent_verb, reading.agent_base) if reading.agent_verb
+                  else (f"{reading.act_verb} in", f"{reading.act_base} in"))
+    regular = verb.split()[0].endswith("ed")  # "directed" is also the past tense; "written" is not
+    return {"agent": reading.agent, "verb": verb, "base": base, "past": verb if regular else f"had {verb}"}
 
 
 def _then_phrase(key: int, readings: Sequence[RelationReading], num_relations: int, rng: random.Random) -> str:

@@ -4,6 +4,7 @@ and a QA model trained on them alone answering labelled questions it never saw."
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -78,7 +79,8 @@ def test_opaque_names_are_told_apart_from_words():
     assert relation_readings(["TREATS"], {"TREATS": ["cures", "treats"]})[0].phrases == ("treats", "cures")
 
 
-LEMMAS = {"starred": "star", "actors": "actor", "treats": "treat", "works": "work", "directed": "direct"}
+LEMMAS = {"starred": "star", "actors": "actor", "treats": "treat", "works": "work", "directed": "direct",
+          "written": "write", "created": "create"}
 
 
 def test_readings_know_head_nouns_verbs_and_question_words():
@@ -92,6 +94,26 @@ def test_readings_know_head_nouns_verbs_and_question_words():
     assert (works.does, works.does_base) == ("works for", "work for")
     assert (place.noun, place.wh) == ("place", "where")
     assert opaque.opaque and opaque.noun is None and opaque.act_verb is None
+    assert starred.agent == "actor"
+    directed, written, created = relation_readings(["directed_by", "written_by", "created_by"],
+                                                   lemmatize=lambda words: [LEMMAS.get(word, word) for word in words])
+    assert (directed.agent, written.agent, created.agent) == ("director", "writer", "creator")
+
+
+def test_a_shared_agent_is_worded_with_also_and_irregular_participles_keep_their_tense():
+    import re
+
+    from kgmm.tasks.qa_synthesis import word_chain
+
+    readings = relation_readings(["directed_by", "written_by"],
+                                 lemmatize=lambda words: [LEMMAS.get(word, word) for word in words])
+    rng = random.Random(0)
+    worded = [word_chain("[X]", [key, key + 2], readings, 2, rng) for key in (0, 1) for _ in range(200)]
+    assert any("whose directors also directed [X]" in text for text in worded)
+    assert any("the director of [X] also directed which" in text for text in worded)
+    assert any("whose writers have also written [X]" in text or "writers also had written [X]" in text
+               for text in worded)
+    assert not any(re.search(r"(?<!have )also written", text) for text in worded)  # "written" is no past tense
 
 
 def test_only_the_outer_step_is_worded_as_a_question():
@@ -282,3 +304,45 @@ def test_topic_names_with_brackets_or_quotes_are_worded_safely(tmp_path):
     made = synthesize_questions(graph, list(graph.data.relation_vocab), steps=1, count=40, seed=0)
     assert made and all(mask_topics(q.question.text).count("[") == 0 for q in made)
     assert any("[Alpha (2019)]" in q.question.text for q in made)
+
+
+def test_chain_loss_rewards_the_hops_and_relations_a_question_was_made_from():
+    import torch
+
+    from kgmm.nn.qa import Reasoning
+    from kgmm.sources.questions import Question
+    from kgmm.tasks.qa import Example, chain_loss
+
+    def reasoning(hop, relations):
+        hops = torch.full((2, 3), 0.05).index_fill_(1, torch.tensor([hop]), 0.9)
+        weights = torch.full((2, 3, 4), 0.1)
+        for t, key in enumerate(relations):
+            weights[:, t, key] = 0.7
+        return Reasoning(torch.zeros(5, 2), [], weights, hops)
+
+    made = Example(Question("q", [], []), "q", [0], [1], chain=[2, 1])
+    labelled = Example(Question("q", [], []), "q", [0], [1])
+    right, wrong = reasoning(1, [2, 1]), reasoning(0, [0, 3])
+    expected = -math.log(0.9) - math.log(0.7)  # the hop it took, then the mean over its two steps' relations
+    assert float(chain_loss(right, [made, labelled])) == pytest.approx(expected, abs=1e-4)
+    assert float(chain_loss(wrong, [made, labelled])) > float(chain_loss(right, [made, labelled])) + 3
+    assert float(chain_loss(right, [labelled, labelled])) == 0.0  # labelled questions have no chain to follow
+
+
+def test_a_few_labelled_questions_are_repeated_to_count_beside_the_made_ones():
+    from kgmm.sources.questions import Question
+    from kgmm.tasks.qa import LABELLED_SHARE, MAX_REPEATS, Example, _mixed
+
+    def example(text, chain=None):
+        return Example(Question(text, [], []), text, [0], [1], chain=chain)
+
+    labelled = [example(f"written {i}") for i in range(5)]
+    made = [example(f"made {i}", [0]) for i in range(1000)]
+    train, validation = _mixed(labelled, [], made, labelled_dev=False, seed=0)
+    assert len(validation) == 50 and all(e.chain for e in validation)
+    copies = sum(1 for e in train if e.chain is None)
+    assert copies == 5 * MAX_REPEATS  # 5 questions would need 48 copies each to reach the share: capped
+    many = [example(f"written {i}") for i in range(400)]
+    train, _ = _mixed(many, [], made, labelled_dev=False, seed=0)
+    share = sum(1 for e in train if e.chain is None) / len(train)
+    assert LABELLED_SHARE <= share < LABELLED_SHARE + 0.3 and sum(1 for e in train if e.chain) == 950
