@@ -416,7 +416,7 @@ def _share_phrase(inner: str, key: int, readings: Sequence[RelationReading], num
     if key >= num_relations and verb and rng.random() < 0.5:
         templates = _TOGETHER
     elif key < num_relations and reading.agent and rng.random() < 0.5:
-        templates, fill = (_ALSO_ASKED + _ALSO if outer else _ALSO), {**fill, **_agent_fill(reading)}
+        templates, fill = _ALSO_ASKED + _ALSO, {**fill, **_agent_fill(reading)}  # inner: the filter below
     else:
         templates = _SHARE
     templates = [t for t in templates if outer or not _QUESTION.search(t)]
