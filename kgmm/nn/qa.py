@@ -202,11 +202,19 @@ class GraphQA(torch.nn.Module):
         image_dim (int, optional): width of image features; None for a text-only model.
         hidden_channels (int, optional): the fusion's width (default 256).
         dropout (float, optional): dropout in the fusion (default 0.1).
+        reader_layers (int, optional): transformer layers re-reading the question's tokens before the steps attend
+            over them (default 0: the text encoder's states as they are).
+        relation_feedback (bool, optional): each step's query also sees the relations the step before it chose, so
+            a chain is read as a chain ("the films whose directors also directed X": back along the relation the
+            first step followed; default False).
+        hops_from_steps (bool, optional): how many hops a question takes is read from what its steps read as well
+            as from the whole question (default False: from the whole question alone).
     """
 
     def __init__(self, num_relations: int, question_dim: int, *, steps: int = DEFAULT_STEPS,
                  fusion: str = DEFAULT_FUSION, image_dim: int | None = None, hidden_channels: int = 256,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, reader_layers: int = 0, relation_feedback: bool = False,
+                 hops_from_steps: bool = False) -> None:
         super().__init__()
         if num_relations < 1 or steps < 1:
             raise ValidationError(f"GraphQA needs at least one relation and one step, got {num_relations} and {steps}")
@@ -219,6 +227,10 @@ class GraphQA(torch.nn.Module):
         self.fusion = build_fusion(fusion, dims, hidden_channels, hidden_channels=hidden_channels, dropout=dropout,
                                    modality_dropout=0.0)
         self.token_projection = torch.nn.Linear(question_dim, hidden_channels)
+        self.reader = _token_reader(hidden_channels, reader_layers, dropout)
+        self.relation_feedback = (torch.nn.Linear(self.num_relations, hidden_channels, bias=False)
+                                  if relation_feedback else None)
+        self.hops_from_steps = bool(hops_from_steps)
         self.step_queries = torch.nn.ModuleList(torch.nn.Linear(2 * hidden_channels, hidden_channels)
                                                 for _ in range(steps))
         self.relation_head = torch.nn.Linear(2 * hidden_channels, self.num_relations)
@@ -240,16 +252,22 @@ class GraphQA(torch.nn.Module):
         if token_mask is None:
             token_mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         keys = self.token_projection(tokens)
+        if self.reader is not None:
+            keys = self.reader(keys, src_key_padding_mask=~token_mask)
         context = torch.zeros_like(fused)
-        relation_logits = []
+        chosen = fused.new_zeros(fused.size(0), self.num_relations)
+        relation_weights, read = [], fused
         for query_layer in self.step_queries:
-            query = torch.tanh(query_layer(torch.cat([fused, context], dim=-1)))
-            attention = (keys @ query.unsqueeze(-1)).squeeze(-1) / keys.size(-1) ** 0.5
+            query = query_layer(torch.cat([fused, context], dim=-1))
+            if self.relation_feedback is not None:
+                query = query + self.relation_feedback(chosen)
+            attention = (keys @ torch.tanh(query).unsqueeze(-1)).squeeze(-1) / keys.size(-1) ** 0.5
             attention = attention.masked_fill(~token_mask, float("-inf")).softmax(dim=-1)
             context = (attention.unsqueeze(-1) * keys).sum(dim=1)
-            relation_logits.append(self.relation_head(torch.cat([context, fused], dim=-1)))
-        relation_weights = torch.stack(relation_logits, dim=1).softmax(dim=-1)
-        return relation_weights, self.hop_head(fused).softmax(dim=-1)
+            chosen = self.relation_head(torch.cat([context, fused], dim=-1)).softmax(dim=-1)
+            relation_weights.append(chosen)
+            read = read + context / len(self.step_queries) if self.hops_from_steps else read
+        return torch.stack(relation_weights, dim=1), self.hop_head(read).softmax(dim=-1)
 
     def forward(self, graph: RelationGraph, seeds: Tensor, features: Mapping[str, Tensor],
                 masks: Mapping[str, Tensor] | None = None,
@@ -275,6 +293,15 @@ class GraphQA(torch.nn.Module):
             steps.append(scores)
             answer = answer + scores * hop_weights[:, t]
         return Reasoning(answer, steps, relation_weights, hop_weights)
+
+
+def _token_reader(width: int, layers: int, dropout: float):
+    """``layers`` transformer encoder layers over the question's projected tokens (None for 0)."""
+    if layers <= 0:
+        return None
+    layer = torch.nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=2 * width, dropout=dropout,
+                                             batch_first=True)
+    return torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
 def trace_path(graph: RelationGraph, reasoning: Reasoning, column: int, node: int) -> list[tuple[int, int, int]]:

@@ -44,6 +44,9 @@ MAX_REPEATS = 20  # ... but no labelled question is seen more than this many tim
 PATIENCE = 3  # epochs without a better validation Hits@1 before stopping (never before half the epochs)
 ANSWER_THRESHOLD = 0.5  # an entity scoring at least this is in the predicted answer set (for F1)
 MAX_SPAN_TOKENS = 10
+# how a new model reads its question (GraphQA's reader options); a model's config.json keeps its own, and one
+# without them (written before they existed) reads the text encoder's states directly
+ARCHITECTURE = {"reader_layers": 1, "relation_feedback": True, "hops_from_steps": True}
 
 
 class EntityLinker:
@@ -283,7 +286,8 @@ class QAModel:
         self.relations: list[str] = list(self.config["relations"])
         self.template_words: list[str] = list(self.config.get("template_words", []))
         self.model = GraphQA(len(self.relations), self.encoder.dim, steps=int(self.config["steps"]),
-                             fusion=self.config["fusion"], hidden_channels=int(self.config["hidden_channels"]))
+                             fusion=self.config["fusion"], hidden_channels=int(self.config["hidden_channels"]),
+                             **self.config.get("architecture", {}))
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state)
@@ -455,7 +459,7 @@ def train_qa(
     encoder = TextEncoder(text_model)
     train_set, valid_set = _encode_examples(encoder, data.usable, data.validation, progress)
     torch.manual_seed(seed)
-    model = GraphQA(len(relations), encoder.dim, steps=steps, fusion=fusion)
+    model = GraphQA(len(relations), encoder.dim, steps=steps, fusion=fusion, **ARCHITECTURE)
     history, best_epoch = _fit(model, graph, train_set, valid_set, epochs=epochs, batch_size=batch_size, lr=lr,
                                progress=progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -481,7 +485,7 @@ def _model_config(result: dict, relations: list[str], *, steps: int, fusion: str
     scored (from :func:`train_qa`'s ``result``)."""
     return {
         "kind": KIND, "format_version": FORMAT_VERSION, "relations": relations, "steps": steps, "fusion": fusion,
-        "hidden_channels": 256, "text_model": str(text_model) if text_model else None,
+        "hidden_channels": 256, "architecture": dict(ARCHITECTURE), "text_model": str(text_model) if text_model else None,
         "text_fingerprint": text_fingerprint, "seed": seed, "holdout": holdout,
         "training": {key: result[key] for key in ("kb", "train", "dev", "questions", "trained_on", "validation",
                                                    "best_epoch", "valid_hits1", "seconds")},

@@ -102,3 +102,31 @@ def test_the_frontier_step_for_a_few_questions_equals_the_whole_graph_step():
         whole = graph.step(scores.repeat(1, qa.FRONTIER_BATCH), weights.repeat(qa.FRONTIER_BATCH, 1))[:, :2]
     torch.testing.assert_close(frontier, whole)
     torch.testing.assert_close(frontier, loop_step(scores, weights))
+
+
+def test_the_reader_layer_and_relation_feedback_read_padding_out_and_the_chain_in_order():
+    torch.manual_seed(0)
+    model = GraphQA(2, 8, steps=3, fusion="early-concat", hidden_channels=16, reader_layers=1,
+                    relation_feedback=True, hops_from_steps=True).eval()
+    tokens, mask = torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    features = {"question": tokens, "graph": torch.rand(2, 4)}
+    relations, hops = model.instructions(features, {"question": mask})
+    assert relations.shape == (2, 3, 4) and torch.isfinite(relations).all()
+    torch.testing.assert_close(relations.sum(-1), torch.ones(2, 3))
+    padded = dict(features, question=tokens.clone())
+    padded["question"][1, 4:] = 100.0  # what padding holds never changes the reading
+    again, _ = model.instructions(padded, {"question": mask})
+    torch.testing.assert_close(again[1], relations[1])
+    with torch.no_grad():  # a later step's query sees what the step before it chose
+        model.relation_feedback.weight.mul_(50.0)
+    changed, _ = model.instructions(features, {"question": mask})
+    torch.testing.assert_close(changed[:, 0], relations[:, 0])
+    torch.testing.assert_close(hops.sum(-1), torch.ones(2))
+    assert not torch.allclose(changed[:, 1:], relations[:, 1:], atol=1e-3)
+
+
+def test_a_model_without_reader_options_keeps_the_parameters_it_was_saved_with():
+    plain = GraphQA(2, 8, steps=2, fusion="early-concat", hidden_channels=16)
+    assert plain.reader is None and plain.relation_feedback is None
+    assert not any(name.startswith(("reader.", "relation_feedback")) for name in plain.state_dict())

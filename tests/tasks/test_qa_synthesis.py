@@ -346,3 +346,41 @@ def test_a_few_labelled_questions_are_repeated_to_count_beside_the_made_ones():
     train, _ = _mixed(many, [], made, labelled_dev=False, seed=0)
     share = sum(1 for e in train if e.chain is None) / len(train)
     assert LABELLED_SHARE <= share < LABELLED_SHARE + 0.3 and sum(1 for e in train if e.chain) == 950
+
+
+def test_a_chain_goes_on_by_what_suits_the_kind_of_entity_it_reached(tmp_path):
+    """A film's director directs films (share 1.0); a rating that only shares its name with a film stars
+    no one (share: one rating in three), so a chain from a rating rarely goes on to actors."""
+    from kgmm.tasks.qa import kb_graph
+    from kgmm.tasks.qa_synthesis import _Adjacency
+
+    lines = [f"Film {i}|directed_by|Dir {i % 3}\nFilm {i}|has_rating|{('good', 'bad', 'fine')[i % 3]}\n"
+             f"Film {i}|starred_actors|Actor {i % 4}\n" for i in range(12)]
+    lines.append("good|starred_actors|Actor 9\n")  # a film called "good": the name a rating also has
+    kb = tmp_path / "kb.txt"
+    kb.write_text("".join(lines), encoding="utf-8")
+    graph = kb_graph(kb)
+    relations = list(graph.data.relation_vocab)
+    walk = graph.graph
+    keys = 2 * len(relations)
+    adjacency = _Adjacency(walk.source.tolist(), walk.target.tolist(), walk.relation.tolist(), graph.num_nodes, keys)
+    directed, rating, starred = (relations.index(name) for name in ("DIRECTED_BY", "HAS_RATING", "STARRED_ACTORS"))
+    inverse = len(relations)
+    assert adjacency.follows[directed, directed + inverse] == 1.0  # every director reached directs films
+    assert adjacency.follows[rating, starred] == pytest.approx(1 / 3)  # "good" only
+    assert adjacency.follows[rating, rating + inverse] == 1.0  # back to the films of that rating
+    made = synthesize_questions(graph, relations, steps=2, count=600, seed=0)
+    after_rating = [q.chain[1] for q in made if len(q.chain) == 2 and q.chain[0] == rating]
+    assert after_rating and after_rating.count(rating + inverse) > 2 * after_rating.count(starred)
+
+
+def test_an_agent_is_asked_about_from_its_own_side():
+    from kgmm.tasks.qa_synthesis import word_chain
+
+    readings = relation_readings(["directed_by", "starred_actors"],
+                                 lemmatize=lambda words: [LEMMAS.get(word, word) for word in words])
+    rng = random.Random(0)
+    worded = {word_chain("[X]", [key], readings, 2, rng) for key in (2, 3) for _ in range(400)}
+    assert "what was [X] the director of" in worded
+    assert any(text.endswith("was [X] an actor in") for text in worded)
+    assert any(text.startswith("[X] was the director of which ") for text in worded)
