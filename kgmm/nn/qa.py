@@ -266,7 +266,8 @@ class GraphQA(torch.nn.Module):
             context = (attention.unsqueeze(-1) * keys).sum(dim=1)
             chosen = self.relation_head(torch.cat([context, fused], dim=-1)).softmax(dim=-1)
             relation_weights.append(chosen)
-            read = read + context / len(self.step_queries) if self.hops_from_steps else read
+            if self.hops_from_steps:
+                read = read + context / len(self.step_queries)
         return torch.stack(relation_weights, dim=1), self.hop_head(read).softmax(dim=-1)
 
     def forward(self, graph: RelationGraph, seeds: Tensor, features: Mapping[str, Tensor],
